@@ -1,0 +1,45 @@
+# fkd: `make test` and `make demo` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fkd-installed
+CONSTRAINTS := requirements/constraints.txt
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install fashion-mnist lint test test-fast bench demo clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,fast]'
+	@touch $(STAMP)
+
+fashion-mnist:
+	@test -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz || { \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
+
+lint: install
+	$(VENV)/bin/ruff check fkd tests benchmarks
+	$(VENV)/bin/mypy fkd
+
+test: install fashion-mnist lint
+	$(VENV)/bin/pytest
+
+# Skip the end-to-end cases marked slow (CI runs them: use `make test`).
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
+
+bench: install
+	$(PY) benchmarks/store_bench.py
+
+demo: install fashion-mnist
+	@echo "make demo: the end-to-end demo (teacher, fkd generate, students, report) is not built" >&2
+	@echo "yet; it arrives with the demo issue. Nothing was run." >&2
+	@exit 2
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

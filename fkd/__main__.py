@@ -1,0 +1,3 @@
+from fkd.cli.main import main
+
+main()

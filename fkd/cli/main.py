@@ -1,0 +1,21 @@
+"""The ``fkd`` entry point: the command group and its subcommands."""
+
+from __future__ import annotations
+
+import click
+
+from fkd import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fkd")
+def cli() -> None:
+    """Offline knowledge distillation: generate teacher soft labels once, train students many times.
+
+    A label store holds, for every training image, M random-resized crop boxes
+    and the teacher's compressed soft label for each crop.
+    """
+
+
+def main() -> None:
+    cli()

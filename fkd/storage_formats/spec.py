@@ -1,0 +1,323 @@
+"""The store specification: frozen dataclasses written into the group attributes.
+
+Each spec validates itself at construction and round-trips through plain JSON
+with ``to_dict`` / ``from_dict``.  ``fkd inspect`` and the student loader rebuild
+everything from these, never from command-line flags.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+VALUE_DTYPES = ("float16", "uint8")
+BOX_SAMPLERS = ("fkd-rrc-v1", "stored")
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+# Caps applied to every store we create or open.  They bound what an untrusted
+# store can make a reader allocate.
+MAX_IMAGES = 2**31 - 1
+MAX_CROPS_PER_IMAGE = 65_536
+MAX_CLASSES = 2**24
+MAX_BLOCK_SIZE = 65_536
+MAX_PATH_BYTES = 4_096
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_unknown_keys(cls: type, data: Mapping[str, Any]) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    _require(not unknown, f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
+    _require(len(value) == 2, f"{name} must be a pair (low, high), got {list(value)}")
+    low, high = float(value[0]), float(value[1])
+    _require(math.isfinite(low) and math.isfinite(high), f"{name} must be finite, got {value}")
+    _require(low <= high, f"{name} must satisfy low <= high, got ({low}, {high})")
+    return low, high
+
+
+def index_dtype_for(num_classes: int) -> np.dtype[Any]:
+    """The narrowest unsigned integer dtype that holds every class index."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if num_classes - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"num_classes={num_classes} is over the cap of {MAX_CLASSES}")
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """How a teacher distribution is compressed into a per-crop label.
+
+    ``name`` is a registered label codec (see ``label_codecs.codec_names()``);
+    ``k`` is the number of classes kept (1 for ``hard`` and ``smoothing``, C for
+    ``full``); ``temperature`` is the softmax temperature the teacher used;
+    ``value_dtype`` is the stored precision of probabilities.
+    """
+
+    name: str
+    num_classes: int
+    k: int = 1
+    temperature: float = 1.0
+    value_dtype: str = "uint8"
+
+    def __post_init__(self) -> None:
+        from fkd.storage_formats.label_codecs import codec_class
+
+        _require(
+            isinstance(self.num_classes, int) and 1 <= self.num_classes <= MAX_CLASSES,
+            f"num_classes must be an integer in [1, {MAX_CLASSES}], got {self.num_classes!r}",
+        )
+        _require(
+            isinstance(self.k, int) and 1 <= self.k <= self.num_classes,
+            f"k must be an integer in [1, num_classes={self.num_classes}], got {self.k!r}",
+        )
+        _require(
+            math.isfinite(self.temperature) and self.temperature > 0,
+            f"temperature must be a positive finite number, got {self.temperature!r}",
+        )
+        _require(
+            self.value_dtype in VALUE_DTYPES,
+            f"value_dtype must be one of {list(VALUE_DTYPES)}, got {self.value_dtype!r}",
+        )
+        codec_class(self.name).check_spec(self)
+
+    @property
+    def index_dtype(self) -> np.dtype[Any]:
+        return index_dtype_for(self.num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CodecSpec:
+        _check_unknown_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How the M crops of every image are sampled.
+
+    ``sampler="fkd-rrc-v1"`` derives every box and flip from (seed, image,
+    crop) and the stored image size, at zero bytes; ``sampler="stored"`` keeps
+    boxes on a 1/65535 grid and flips as booleans in the store (used for boxes
+    that no sampler can reproduce, such as converted FKD files).
+    """
+
+    crops_per_image: int = 200
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    flip_prob: float = 0.5
+    seed: int = 0
+    sampler: str = "fkd-rrc-v1"
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.crops_per_image, int)
+            and 1 <= self.crops_per_image <= MAX_CROPS_PER_IMAGE,
+            f"crops_per_image must be an integer in [1, {MAX_CROPS_PER_IMAGE}], "
+            f"got {self.crops_per_image!r}",
+        )
+        scale = _pair(self.scale, "scale")
+        ratio = _pair(self.ratio, "ratio")
+        _require(scale[0] > 0 and scale[1] <= 1, f"scale must lie in (0, 1], got {scale}")
+        _require(ratio[0] > 0, f"ratio must be positive, got {ratio}")
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "ratio", ratio)
+        _require(0 <= self.flip_prob <= 1, f"flip_prob must lie in [0, 1], got {self.flip_prob}")
+        _require(
+            isinstance(self.seed, int) and 0 <= self.seed < 2**64,
+            f"seed must be an integer in [0, 2**64), got {self.seed!r}",
+        )
+        _require(
+            self.sampler in BOX_SAMPLERS,
+            f"sampler must be one of {list(BOX_SAMPLERS)}, got {self.sampler!r}",
+        )
+
+    @property
+    def boxes_stored(self) -> bool:
+        return self.sampler == "stored"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scale"] = list(self.scale)
+        data["ratio"] = list(self.ratio)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CropSpec:
+        _check_unknown_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """Provenance of the teacher (or ensemble) that produced the labels."""
+
+    spec: str
+    input_size: int
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    weights_sha256: str | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.spec), "teacher spec must be a non-empty string")
+        _require(
+            isinstance(self.input_size, int) and 1 <= self.input_size <= 8192,
+            f"teacher input_size must be an integer in [1, 8192], got {self.input_size!r}",
+        )
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        _require(len(self.mean) == len(self.std) == 3, "teacher mean and std need 3 values")
+        _require(all(s > 0 for s in self.std), f"teacher std must be positive, got {self.std}")
+        _require(
+            self.interpolation in INTERPOLATIONS,
+            f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}",
+        )
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        data["class_names"] = None if self.class_names is None else list(self.class_names)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TeacherInfo:
+        _check_unknown_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Everything that defines a store's layout and meaning.
+
+    ``generation`` parameters (codec, crops, teacher, block size, manifest
+    digest) decide the bytes; ``software`` and ``created`` are provenance only.
+    """
+
+    num_images: int
+    codec: CodecSpec
+    crops: CropSpec
+    teacher: TeacherInfo
+    manifest_digest: str
+    block_size: int = 256
+    images_per_chunk: int = 1
+    max_path_bytes: int = 256
+    format_version: int = FORMAT_VERSION
+    software: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.format_version in SUPPORTED_FORMAT_VERSIONS,
+            f"format_version {self.format_version!r} is not supported by this fkd "
+            f"(supported: {list(SUPPORTED_FORMAT_VERSIONS)}); upgrade fkd to read it",
+        )
+        _require(
+            isinstance(self.num_images, int) and 1 <= self.num_images <= MAX_IMAGES,
+            f"num_images must be an integer in [1, {MAX_IMAGES}], got {self.num_images!r}",
+        )
+        _require(
+            isinstance(self.block_size, int) and 1 <= self.block_size <= MAX_BLOCK_SIZE,
+            f"block_size must be an integer in [1, {MAX_BLOCK_SIZE}], got {self.block_size!r}",
+        )
+        _require(
+            isinstance(self.images_per_chunk, int)
+            and 1 <= self.images_per_chunk <= self.block_size
+            and self.block_size % self.images_per_chunk == 0,
+            f"images_per_chunk must divide block_size={self.block_size}, "
+            f"got {self.images_per_chunk!r}",
+        )
+        _require(
+            isinstance(self.max_path_bytes, int) and 1 <= self.max_path_bytes <= MAX_PATH_BYTES,
+            f"max_path_bytes must be an integer in [1, {MAX_PATH_BYTES}], "
+            f"got {self.max_path_bytes!r}",
+        )
+        object.__setattr__(self, "software", dict(self.software))
+
+    @property
+    def num_blocks(self) -> int:
+        return -(-self.num_images // self.block_size)
+
+    @property
+    def crops_per_image(self) -> int:
+        return self.crops.crops_per_image
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        """The half-open image range [start, stop) of ``block``."""
+        if not 0 <= block < self.num_blocks:
+            raise IndexError(f"block {block} is out of range [0, {self.num_blocks})")
+        start = block * self.block_size
+        return start, min(start + self.block_size, self.num_images)
+
+    def generation_dict(self) -> dict[str, Any]:
+        """The parameters that decide the stored bytes (no provenance fields)."""
+        data = self.to_dict()
+        for key in ("software", "created"):
+            data.pop(key)
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "num_images": self.num_images,
+            "block_size": self.block_size,
+            "images_per_chunk": self.images_per_chunk,
+            "max_path_bytes": self.max_path_bytes,
+            "manifest_digest": self.manifest_digest,
+            "codec": self.codec.to_dict(),
+            "crops": self.crops.to_dict(),
+            "teacher": self.teacher.to_dict(),
+            "software": dict(self.software),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoreSpec:
+        _require(isinstance(data, Mapping), "store spec must be a JSON object")
+        _check_unknown_keys(cls, data)
+        version = data.get("format_version")
+        _require(
+            version in SUPPORTED_FORMAT_VERSIONS,
+            f"format_version {version!r} is not supported by this fkd "
+            f"(supported: {list(SUPPORTED_FORMAT_VERSIONS)}); upgrade fkd to read it",
+        )
+        payload = dict(data)
+        payload["codec"] = CodecSpec.from_dict(data["codec"])
+        payload["crops"] = CropSpec.from_dict(data["crops"])
+        payload["teacher"] = TeacherInfo.from_dict(data["teacher"])
+        return cls(**payload)
+
+
+def diff_generation(old: StoreSpec, new: StoreSpec) -> list[str]:
+    """Dotted names of the generation parameters that differ between two specs."""
+    return _diff_dicts(old.generation_dict(), new.generation_dict(), prefix="")
+
+
+def _diff_dicts(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str) -> list[str]:
+    differing = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            differing += _diff_dicts(a, b, prefix=f"{prefix}{key}.")
+        elif a != b:
+            differing.append(f"{prefix}{key}")
+    return differing

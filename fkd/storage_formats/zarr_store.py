@@ -1,0 +1,482 @@
+"""The label store: one Zarr v3 group, written block by block, read by image.
+
+Write protocol: ``LabelStore.create`` writes the metadata and the manifest;
+then each block's single writer calls ``write_block``, which writes every
+block array (whole shards) and, last, the block's commit marker.  Readers
+refuse images in blocks without a marker, so a block cut short by a crash is
+never read; resume redoes exactly the uncommitted blocks.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from numpy.typing import NDArray
+from zarr.abc.store import Store
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from fkd.storage_formats import bounded_codecs, crop_sampler
+from fkd.storage_formats.errors import (
+    CorruptChunkError,
+    StoreError,
+    StoreExistsError,
+    StoreFormatError,
+    UncommittedBlockError,
+)
+from fkd.storage_formats.label_codecs import LabelCodec, get_codec
+from fkd.storage_formats.layout import (
+    COMMIT_ARRAY,
+    COMMITTED,
+    ERROR_BYTES,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_PENDING,
+    ArrayLayout,
+    label_array_name,
+    store_layout,
+)
+from fkd.storage_formats.manifest import Manifest, decode_paths, encode_paths
+from fkd.storage_formats.spec import StoreSpec
+from fkd.storage_formats.validation import (
+    ATTRIBUTE_KEY,
+    check_array_metadata,
+    parse_json_document,
+    spec_from_group_metadata,
+)
+
+COMPRESSION_LEVEL = 5
+
+bounded_codecs.install()
+
+
+def is_url(location: str | Path | Store) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+def open_zarr_store(location: str | Path | Store, read_only: bool) -> Store:
+    """A zarr ``Store`` for a local path or an fsspec URL (http://, s3://, memory://...)."""
+    if isinstance(location, Store):
+        return location
+    if is_url(location):
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(str(location), read_only=read_only)
+    from zarr.storage import LocalStore
+
+    return LocalStore(Path(location), read_only=read_only)
+
+
+def read_key(store: Store, key: str) -> bytes | None:
+    """The raw bytes of one key of ``store``, or ``None`` if it is absent."""
+    buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buffer is None else buffer.to_bytes()
+
+
+def chunk_codecs(layout: ArrayLayout) -> dict[str, Any]:
+    """The codec arguments for ``zarr.create_array``: little-endian bytes, zstd, crc32c.
+
+    Plain zstd matched or beat blosc (with and without shuffle) and a K-major
+    transpose on teacher-like labels (``benchmarks/store_bench.py``), and is
+    the simplest chain for another Zarr v3 reader.
+    """
+    codecs: dict[str, Any] = {
+        "filters": None,
+        "serializer": BytesCodec(),
+        "compressors": [ZstdCodec(level=COMPRESSION_LEVEL), Crc32cCodec()],
+    }
+    if layout.inner is not None:
+        codecs["chunks"] = layout.inner
+        codecs["shards"] = layout.outer
+    else:
+        codecs["chunks"] = layout.outer
+    return codecs
+
+
+@dataclass(frozen=True)
+class BlockData:
+    """Everything one block's writer produces, for images [start, stop) of the block.
+
+    ``labels`` maps each codec field to ``[n, M, ...]``; ``boxes`` (fractions,
+    ``[n, M, 4]``) and ``flips`` (``[n, M]``) are given only when the spec
+    stores boxes (``sampler == "stored"``).  ``errors`` holds one reason per
+    failed image, "" for the others.
+    """
+
+    height: NDArray[Any]
+    width: NDArray[Any]
+    status: NDArray[Any]
+    errors: Sequence[str]
+    labels: Mapping[str, NDArray[Any]]
+    boxes: NDArray[Any] | None = None
+    flips: NDArray[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """Stored crops of a batch of images, in the order asked for.
+
+    ``boxes`` are fractions (top, left, height, width) of the image's height
+    and width, ``[n, M, 4]``; ``flips`` ``[n, M]``; ``labels`` as stored by the
+    codec (see ``LabelStore.decode_labels``).
+    """
+
+    indices: NDArray[np.int64]
+    height: NDArray[np.uint32]
+    width: NDArray[np.uint32]
+    status: NDArray[np.uint8]
+    boxes: NDArray[np.float64]
+    flips: NDArray[np.bool_]
+    labels: dict[str, NDArray[Any]]
+
+
+class LabelStore:
+    """A handle on one fkd label store (a Zarr v3 group)."""
+
+    def __init__(self, group: zarr.Group, spec: StoreSpec, location: str, read_only: bool) -> None:
+        self.group = group
+        self.spec = spec
+        self.location = location
+        self.read_only = read_only
+        self.layout = store_layout(spec)
+        self.codec: LabelCodec = get_codec(spec.codec)
+        self._arrays: dict[str, Any] = {}
+        self._per_image: dict[str, NDArray[Any]] = {}
+        self._committed: NDArray[np.bool_] | None = None
+
+    # Creating and opening ---------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, location: str | Path, spec: StoreSpec, manifest: Manifest, overwrite: bool = False
+    ) -> LabelStore:
+        """Create the store's metadata and write its manifest; no block is committed."""
+        _check_manifest_matches(spec, manifest)
+        if not is_url(location):
+            _prepare_local_directory(Path(location), overwrite)
+        store = open_zarr_store(location, read_only=False)
+        group = zarr.create_group(
+            store, attributes={ATTRIBUTE_KEY: spec.to_dict()}, overwrite=overwrite
+        )
+        handle = cls(group, spec, str(location), read_only=False)
+        for layout in handle.layout.values():
+            group.create_array(
+                layout.name,
+                shape=layout.shape,
+                dtype=layout.dtype,
+                fill_value=layout.fill_value,
+                **chunk_codecs(layout),
+            )
+        handle._write_manifest(manifest)
+        return handle
+
+    @classmethod
+    def open(cls, location: str | Path | Store, mode: str = "r") -> LabelStore:
+        """Open an existing store after validating its metadata (see ``validation``)."""
+        if mode not in ("r", "r+"):
+            raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+        read_only = mode == "r"
+        if (
+            isinstance(location, (str, Path))
+            and not is_url(location)
+            and not Path(location).exists()
+        ):
+            raise StoreError(f"{location}: no such store (check the path)")
+        store = open_zarr_store(location, read_only=read_only)
+        spec = validate_store_metadata(store, str(location))
+        try:
+            group = zarr.open_group(store, mode="r" if read_only else "r+", use_consolidated=False)
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            raise StoreFormatError(f"{location}: cannot open as a Zarr v3 group: {exc}") from None
+        return cls(group, spec, str(location), read_only=read_only)
+
+    # Blocks ------------------------------------------------------------------
+
+    @property
+    def num_blocks(self) -> int:
+        return self.spec.num_blocks
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        return self.spec.block_range(block)
+
+    def block_of(self, image: int) -> int:
+        return image // self.spec.block_size
+
+    def committed_mask(self, refresh: bool = False) -> NDArray[np.bool_]:
+        """One bool per block: is its commit marker present?"""
+        if self._committed is None or refresh or not self.read_only:
+            markers = self._read(COMMIT_ARRAY, slice(None))
+            self._committed = np.asarray(markers) == COMMITTED
+        return self._committed
+
+    def committed_blocks(self) -> list[int]:
+        return [int(b) for b in np.flatnonzero(self.committed_mask(refresh=True))]
+
+    def uncommitted_blocks(self) -> list[int]:
+        return [int(b) for b in np.flatnonzero(~self.committed_mask(refresh=True))]
+
+    def is_complete(self) -> bool:
+        return bool(self.committed_mask(refresh=True).all())
+
+    def write_block(self, block: int, data: BlockData) -> None:
+        """Write every array of ``block`` (whole shards), then its commit marker.
+
+        The caller must be the block's only writer.  Writing a committed block
+        again is allowed (a re-run after a lost worker) and must give the
+        same bytes: generation is deterministic.
+        """
+        if self.read_only:
+            raise StoreError(f"{self.location}: opened read-only; open with mode='r+' to write")
+        start, stop = self.block_range(block)
+        arrays = self._block_arrays(block, data, stop - start)
+        for name, values in arrays.items():
+            self._array(name)[start:stop] = values
+        self._array(COMMIT_ARRAY)[block] = COMMITTED
+        self._per_image.clear()
+
+    # Reading ------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        paths = decode_paths(self._read("image_path", slice(None)))
+        return Manifest(
+            tuple(paths),
+            self._read("image_nbytes", slice(None)),
+            self._read("image_target", slice(None)),
+        )
+
+    def per_image(self, name: str) -> NDArray[Any]:
+        """A whole per-image array (height, width, status, target...), cached."""
+        if name not in self._per_image:
+            self._per_image[name] = np.asarray(self._read(name, slice(None)))
+        return self._per_image[name]
+
+    def failures(self) -> list[tuple[int, str]]:
+        """(image index, reason) for every image recorded as failed in a committed block."""
+        status = self.per_image("image_status")
+        failed = [int(i) for i in np.flatnonzero(status == STATUS_FAILED)]
+        if not failed:
+            return []
+        reasons = self._read("image_error", np.asarray(failed))
+        return [(i, _decode_text(row)) for i, row in zip(failed, reasons, strict=True)]
+
+    def read_images(self, indices: Sequence[int] | NDArray[Any]) -> ImageBatch:
+        """Boxes, flips and stored labels of the given images, in one call.
+
+        Raises ``UncommittedBlockError`` if any image lies in an uncommitted block.
+        """
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self._check_readable(index)
+        height = self.per_image("image_height")[index]
+        width = self.per_image("image_width")[index]
+        status = self.per_image("image_status")[index]
+        boxes, flips = self._boxes(index, height, width)
+        labels = {
+            field.name: np.asarray(self._read(label_array_name(field.name), index))
+            for field in self.codec.fields()
+        }
+        return ImageBatch(index, height, width, status, boxes, flips, labels)
+
+    def read_image(self, index: int) -> ImageBatch:
+        return self.read_images([index])
+
+    def decode_labels(self, labels: Mapping[str, NDArray[Any]]) -> NDArray[np.float32]:
+        """Dense probabilities ``[..., C]`` from stored label arrays."""
+        return self.codec.decode(labels)
+
+    # Internals ------------------------------------------------------------------
+
+    def _array(self, name: str) -> Any:
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
+
+    def _read(self, name: str, selection: Any) -> NDArray[Any]:
+        """Read ``array[selection]`` (orthogonal), naming the array if a chunk is bad."""
+        try:
+            array = self._array(name)
+            if isinstance(selection, np.ndarray):
+                return np.asarray(array.get_orthogonal_selection(selection))
+            return np.asarray(array[selection])
+        except StoreError:
+            raise
+        except Exception as exc:
+            where = _describe_selection(selection)
+            raise CorruptChunkError(
+                f"{self.location}: array {name!r}, {where}: unreadable chunk "
+                f"({type(exc).__name__}: {exc}); run `fkd verify` and regenerate the block"
+            ) from exc
+
+    def _check_readable(self, index: NDArray[np.int64]) -> None:
+        if index.size == 0:
+            return
+        if index.min() < 0 or index.max() >= self.spec.num_images:
+            raise IndexError(f"image index out of range [0, {self.spec.num_images})")
+        blocks = np.unique(index // self.spec.block_size)
+        committed = self.committed_mask()
+        missing = [int(b) for b in blocks if not committed[b]]
+        if missing:
+            block = missing[0]
+            start, stop = self.block_range(block)
+            raise UncommittedBlockError(
+                f"{self.location}: block {block} (images {start}..{stop - 1}) is not committed "
+                f"({len(missing)} uncommitted block(s) in this read); its writer did not "
+                "finish: re-run the same `fkd generate` command to resume"
+            )
+
+    def _boxes(
+        self, index: NDArray[np.int64], height: NDArray[Any], width: NDArray[Any]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        if self.spec.crops.boxes_stored:
+            grid = self._read("crop_box", index)
+            flips = np.asarray(self._read("crop_flip", index), dtype=bool)
+            return crop_sampler.grid_to_fractions(grid), flips
+        pixels, flips = crop_sampler.sample_boxes(self.spec.crops, index, height, width)
+        return crop_sampler.boxes_to_fractions(pixels, height, width), flips
+
+    def _write_manifest(self, manifest: Manifest) -> None:
+        width = self.spec.max_path_bytes
+        self._array("image_path")[:] = encode_paths(manifest.paths, width)
+        self._array("image_nbytes")[:] = manifest.nbytes
+        self._array("image_target")[:] = manifest.targets
+
+    def _block_arrays(self, block: int, data: BlockData, count: int) -> dict[str, NDArray[Any]]:
+        """Validate one block's data and return it by array name."""
+        m = self.spec.crops_per_image
+        where = f"{self.location}: block {block}"
+        status = np.asarray(data.status, dtype=np.uint8)
+        if status.shape != (count,) or not np.isin(status, (STATUS_OK, STATUS_FAILED)).all():
+            raise ValueError(f"{where}: status must be {count} values of ok (1) or failed (2)")
+        if len(data.errors) != count:
+            raise ValueError(f"{where}: {len(data.errors)} error strings for {count} images")
+        arrays: dict[str, NDArray[Any]] = {
+            "image_height": np.asarray(data.height, dtype=np.uint32),
+            "image_width": np.asarray(data.width, dtype=np.uint32),
+            "image_status": status,
+            "image_error": np.stack([_encode_text(e) for e in data.errors]),
+        }
+        for field in self.codec.fields():
+            values = np.asarray(data.labels[field.name])
+            _check_label_field(values, field.dtype, (count, m, *field.shape), where, field.name)
+            if (
+                field.name == "index"
+                and values.size
+                and int(values.max()) >= self.codec.num_classes
+            ):
+                raise ValueError(f"{where}: label index {int(values.max())} >= num_classes")
+            arrays[label_array_name(field.name)] = values
+        if self.spec.crops.boxes_stored:
+            if data.boxes is None or data.flips is None:
+                raise ValueError(f"{where}: this store keeps boxes; give boxes and flips")
+            arrays["crop_box"] = crop_sampler.fractions_to_grid(data.boxes)
+            arrays["crop_flip"] = np.asarray(data.flips, dtype=bool)
+        for name, values in arrays.items():
+            expected = (count, *self.layout[name].shape[1:])
+            if values.shape != expected:
+                raise ValueError(f"{where}: {name} has shape {values.shape}, expected {expected}")
+        return arrays
+
+
+def validate_store_metadata(store: Store, where: str) -> StoreSpec:
+    """Validate the group and every expected array's metadata; return the spec."""
+    group_doc = parse_json_document(read_key(store, "zarr.json"), f"{where}/zarr.json")
+    spec = spec_from_group_metadata(group_doc, where)
+    for name, layout in store_layout(spec).items():
+        key = f"{name}/zarr.json"
+        doc = parse_json_document(read_key(store, key), f"{where}/{key}")
+        check_array_metadata(doc, layout, where)
+    return spec
+
+
+def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
+    if len(manifest) != spec.num_images:
+        raise ValueError(f"manifest has {len(manifest)} images but the spec says {spec.num_images}")
+    if manifest.digest() != spec.manifest_digest:
+        raise ValueError("the spec's manifest_digest does not match the manifest")
+    if manifest.max_path_bytes > spec.max_path_bytes:
+        raise ValueError(
+            f"a manifest path has {manifest.max_path_bytes} bytes, over the spec's "
+            f"max_path_bytes={spec.max_path_bytes}"
+        )
+
+
+def _check_label_field(
+    values: NDArray[Any], dtype: np.dtype[Any], shape: tuple[int, ...], where: str, name: str
+) -> None:
+    if values.dtype != dtype or values.shape != shape:
+        raise ValueError(
+            f"{where}: label field {name!r} is {values.dtype}{list(values.shape)}, "
+            f"expected {dtype}{list(shape)}"
+        )
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError(f"{where}: label field {name!r} holds NaN or infinity; nothing committed")
+
+
+def _prepare_local_directory(path: Path, overwrite: bool) -> None:
+    """Refuse to clobber anything that is not an fkd store; remove an old store if asked."""
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    is_store = (path / "zarr.json").is_file() and _looks_like_fkd_group(path / "zarr.json")
+    if not overwrite:
+        raise StoreExistsError(
+            f"{path} already exists; resume with the same arguments, or pass --overwrite to "
+            "replace it"
+        )
+    if not is_store:
+        raise StoreExistsError(
+            f"{path} exists and is not an fkd label store; refusing to overwrite it "
+            "(choose another path)"
+        )
+    shutil.rmtree(path)
+
+
+def _looks_like_fkd_group(zarr_json: Path) -> bool:
+    try:
+        doc = parse_json_document(zarr_json.read_bytes(), str(zarr_json))
+        spec_from_group_metadata(doc, str(zarr_json))
+    except (OSError, StoreError):
+        return False
+    return True
+
+
+def _encode_text(text: str) -> NDArray[np.uint8]:
+    raw = text.encode("utf-8")[:ERROR_BYTES]
+    # Never cut a multi-byte character in half.
+    raw = raw.decode("utf-8", errors="ignore").encode("utf-8")
+    out = np.zeros(ERROR_BYTES, dtype=np.uint8)
+    out[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return out
+
+
+def _decode_text(row: NDArray[Any]) -> str:
+    return bytes(np.asarray(row, dtype=np.uint8)).rstrip(b"\x00").decode("utf-8", "replace")
+
+
+def _describe_selection(selection: Any) -> str:
+    if isinstance(selection, np.ndarray) and selection.size:
+        return f"images {int(selection.min())}..{int(selection.max())}"
+    if isinstance(selection, slice) and selection.start is not None:
+        return f"images {selection.start}..{selection.stop}"
+    if isinstance(selection, (int, np.integer)):
+        return f"index {int(selection)}"
+    return "whole array"
+
+
+__all__ = [
+    "STATUS_FAILED",
+    "STATUS_OK",
+    "STATUS_PENDING",
+    "BlockData",
+    "ImageBatch",
+    "LabelStore",
+    "validate_store_metadata",
+]
