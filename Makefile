@@ -35,6 +35,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/store_bench.py
+	$(PY) benchmarks/compression_bench.py
 
 demo: install fashion-mnist
 	@echo "make demo: the end-to-end demo (teacher, fkd generate, students, report) is not built" >&2

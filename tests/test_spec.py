@@ -22,14 +22,14 @@ def test_store_spec_round_trips_through_json() -> None:
             (0.5,) * 3,
             "bicubic",
             "ab" * 32,
-            ("tench", "goldfish"),
+            tuple(f"class {i}" for i in range(50)),
         ),
         software={"fkd": "0.1.0"},
         created="2026-11-23T00:00:00Z",
     )
     again = StoreSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
-    assert again.teacher.class_names == ("tench", "goldfish")
+    assert again.teacher.class_names[:2] == ("class 0", "class 1")
 
 
 def test_specs_are_frozen() -> None:

@@ -17,5 +17,16 @@ def cli() -> None:
     """
 
 
+def register_commands() -> None:
+    from fkd.cli.generate import generate_command
+    from fkd.cli.teacher_eval import teacher_eval_command
+
+    for command in (generate_command, teacher_eval_command):
+        cli.add_command(command)
+
+
+register_commands()
+
+
 def main() -> None:
     cli()

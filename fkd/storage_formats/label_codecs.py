@@ -141,12 +141,16 @@ def get_codec(spec: CodecSpec) -> LabelCodec:
 
 
 def quantize_values(values: NDArray[Any], value_dtype: str) -> NDArray[Any]:
-    """Probabilities in [0, 1] to their stored form (float16, or uint8 as round(255 p))."""
+    """Probabilities in [0, 1] to their stored form: float16, or uint8 as max(1, round(255 p)).
+
+    uint8 values are kept classes, so they never round to 0: a kept class must
+    not decode below the classes that were not kept.
+    """
     values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
     if value_dtype == "float16":
         return values.astype(np.float16)
     if value_dtype == "uint8":
-        return np.rint(values * UINT8_VALUE_SCALE).astype(np.uint8)
+        return np.clip(np.rint(values * UINT8_VALUE_SCALE), 1, 255).astype(np.uint8)
     raise ValueError(f"unknown value_dtype {value_dtype!r}; known are ['float16', 'uint8']")
 
 

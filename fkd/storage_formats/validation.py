@@ -98,6 +98,11 @@ def check_array_metadata(doc: Mapping[str, Any], expected: ArrayLayout, where: s
     shape = doc.get("shape")
     if not isinstance(shape, list) or tuple(shape) != expected.shape:
         raise StoreFormatError(f"{what}: shape {shape} but the spec needs {list(expected.shape)}")
+    if doc.get("fill_value") != expected.fill_value:
+        raise StoreFormatError(
+            f"{what}: fill value {doc.get('fill_value')!r} but the format "
+            f"needs {expected.fill_value} (it marks unwritten data)"
+        )
     if doc.get("storage_transformers") not in (None, []):
         raise StoreFormatError(f"{what}: storage transformers are refused")
     _check_chunk_grid(doc.get("chunk_grid"), expected, what)

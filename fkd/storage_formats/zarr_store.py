@@ -47,6 +47,8 @@ from fkd.storage_formats.manifest import Manifest, decode_paths, encode_paths
 from fkd.storage_formats.spec import StoreSpec
 from fkd.storage_formats.validation import (
     ATTRIBUTE_KEY,
+    MAX_INNER_CHUNK_BYTES,
+    MAX_OUTER_CHUNK_BYTES,
     check_array_metadata,
     parse_json_document,
     spec_from_group_metadata,
@@ -159,6 +161,7 @@ class LabelStore:
     ) -> LabelStore:
         """Create the store's metadata and write its manifest; no block is committed."""
         _check_manifest_matches(spec, manifest)
+        _check_readable_caps(spec)
         if not is_url(location):
             _prepare_local_directory(Path(location), overwrite)
         store = open_zarr_store(location, read_only=False)
@@ -277,6 +280,12 @@ class LabelStore:
         height = self.per_image("image_height")[index]
         width = self.per_image("image_width")[index]
         status = self.per_image("image_status")[index]
+        if (status == STATUS_PENDING).any():
+            image = int(index[np.flatnonzero(status == STATUS_PENDING)[0]])
+            raise CorruptChunkError(
+                f"{self.location}: image {image} has no status although its block "
+                f"{self.block_of(image)} is committed (a chunk is missing); run `fkd verify`"
+            )
         boxes, flips = self._boxes(index, height, width)
         labels = {
             field.name: np.asarray(self._read(label_array_name(field.name), index))
@@ -405,6 +414,19 @@ def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
             f"a manifest path has {manifest.max_path_bytes} bytes, over the spec's "
             f"max_path_bytes={spec.max_path_bytes}"
         )
+
+
+def _check_readable_caps(spec: StoreSpec) -> None:
+    """Refuse to create a store whose chunks a reader would refuse to open."""
+    for layout in store_layout(spec).values():
+        if (
+            layout.inner_nbytes > MAX_INNER_CHUNK_BYTES
+            or layout.outer_nbytes > MAX_OUTER_CHUNK_BYTES
+        ):
+            raise ValueError(
+                f"array {layout.name!r}: a block of {spec.block_size} images is "
+                f"{layout.outer_nbytes} bytes, over the reader's cap; use a smaller block size"
+            )
 
 
 def _check_label_field(

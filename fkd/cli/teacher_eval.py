@@ -1,0 +1,52 @@
+"""``fkd teacher-eval``: a teacher's top-1/top-5 on a labelled folder, before a long run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fkd.cli.options import device_options, library_errors, teacher_options
+
+
+@click.command("teacher-eval")
+@click.argument("data", type=click.Path(path_type=Path))
+@teacher_options
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Images per forward pass.",
+)
+@click.option(
+    "--crop-pct",
+    type=click.FloatRange(0.1, 1.0),
+    default=0.875,
+    show_default=True,
+    help="Resize the short side to input_size / crop_pct, then centre-crop.",
+)
+@device_options
+@library_errors
+def teacher_eval_command(
+    data: Path,
+    teachers: tuple[str, ...],
+    weights: tuple[str, ...],
+    batch_size: int,
+    crop_pct: float,
+    device: str,
+    workers: int,
+) -> None:
+    """Evaluate a teacher's top-1/top-5 accuracy on the labelled images in DATA.
+
+    DATA is an ImageFolder tree or a labelled file list, read as fkd generate
+    reads it (DATA/train is used when it exists, so point at DATA/val for
+    held-out images). Class folders, in sorted order, must be the teacher's
+    classes.
+    """
+    from fkd.evaluate import load_and_evaluate
+
+    accuracy = load_and_evaluate(
+        data, teachers, tuple(weights), device, batch_size, workers, crop_pct
+    )
+    click.echo(accuracy.line())

@@ -1,0 +1,604 @@
+"""``fkd generate``: teacher inference over M random-resized crops per image, into a store.
+
+The pipeline, per block (the unit of work, resume and sharding):
+
+    decode (worker processes, ahead) -> boxes (seeded, per image) -> crops (batched,
+    on the device) -> teacher (AMP + channels_last on GPU) -> softmax(T) -> encode
+    on the device -> block buffer -> background writer: whole shards, then the
+    block's commit marker.
+
+Batches are formed inside a block, so a block's bytes depend only on the
+block, the parameters and the hardware: never on sharding, worker count or
+resume point.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import DataLoader, Dataset
+
+import fkd
+from fkd import crops as crop_ops
+from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
+from fkd.labels import encode_torch, to_numpy_fields
+from fkd.progress import Progress
+from fkd.storage_formats import (
+    STATUS_FAILED,
+    STATUS_OK,
+    BlockData,
+    CodecSpec,
+    CropSpec,
+    LabelStore,
+    StoreSpec,
+    get_codec,
+    sample_boxes,
+)
+from fkd.storage_formats.spec import diff_generation
+from fkd.storage_formats.zarr_store import is_url
+from fkd.teachers import LoadedTeacher, load_teachers
+
+
+class GenerateError(RuntimeError):
+    """A generation run cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Every option of ``fkd generate`` (see ``fkd generate --help``)."""
+
+    data: Path
+    out: str
+    teachers: tuple[str, ...] = ("efficientnet_lite0",)
+    weights: tuple[str | None, ...] = ()
+    crops_per_image: int = 200
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    flip_prob: float = 0.5
+    seed: int = 0
+    label_type: str = "marginal_smoothing"
+    topk: int = 5
+    temperature: float = 1.0
+    value_dtype: str = "uint8"
+    input_size: int | None = None
+    interpolation: str | None = None
+    batch_size: int = 256
+    block_size: int = 256
+    workers: int = 2
+    device: str = "auto"
+    shard: tuple[int, int] = (0, 1)
+    overwrite: bool = False
+    hash_files: bool = False
+    max_failures: float = 0.01
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    reference: str | None = None
+
+
+@dataclass
+class GenerateSummary:
+    """What a run did, for the final report."""
+
+    images: int = 0
+    crops: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    blocks_written: int = 0
+    blocks_skipped: int = 0
+    bytes_on_disk: int = 0
+    total_crops_in_store: int = 0
+    seconds: float = 0.0
+    decode_wait_seconds: float = 0.0
+    teacher_seconds: float = 0.0
+    write_seconds: float = 0.0
+    complete: bool = False
+
+    @property
+    def bytes_per_crop(self) -> float:
+        return self.bytes_on_disk / max(self.total_crops_in_store, 1)
+
+    def lines(self) -> list[str]:
+        return [
+            f"images {self.images}, crops {self.crops}, failures {len(self.failures)}, "
+            f"blocks written {self.blocks_written}, skipped (already committed) "
+            f"{self.blocks_skipped}",
+            f"store {self.bytes_on_disk} bytes on disk, {self.bytes_per_crop:.2f} bytes/crop"
+            + ("" if self.complete else " (store not complete yet: other shards pending)"),
+            f"wall {self.seconds:.1f}s: waiting for decode {self.decode_wait_seconds:.1f}s, "
+            f"teacher {self.teacher_seconds:.1f}s, write {self.write_seconds:.1f}s",
+        ]
+
+
+# Building the spec ---------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GenerateError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def build_spec(
+    config: GenerateConfig,
+    source: ImageSource,
+    teacher: LoadedTeacher,
+    crops: CropSpec | None = None,
+) -> StoreSpec:
+    info = teacher.info
+    if config.input_size is not None or config.interpolation is not None:
+        info = replace(
+            info,
+            input_size=config.input_size or info.input_size,
+            interpolation=config.interpolation or info.interpolation,
+        )
+    topk = {"hard": 1, "smoothing": 1, "full": teacher.num_classes}.get(
+        config.label_type, config.topk
+    )
+    codec = CodecSpec(
+        config.label_type,
+        teacher.num_classes,
+        k=topk,
+        temperature=config.temperature,
+        value_dtype=config.value_dtype,
+    )
+    crops = crops or CropSpec(
+        crops_per_image=config.crops_per_image,
+        scale=config.scale,
+        ratio=config.ratio,
+        flip_prob=config.flip_prob,
+        seed=config.seed,
+    )
+    manifest = source.manifest
+    return StoreSpec(
+        num_images=len(manifest),
+        codec=codec,
+        crops=crops,
+        teacher=info,
+        manifest_digest=manifest.digest(),
+        block_size=config.block_size,
+        max_path_bytes=max(manifest.max_path_bytes, 16),
+        software=software_versions(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def software_versions() -> dict[str, str]:
+    import numcodecs
+    import torchvision
+    import zarr
+
+    return {
+        "fkd": fkd.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "zarr": zarr.__version__,
+        "numcodecs": numcodecs.__version__,
+        "numpy": np.__version__,
+    }
+
+
+# Opening the store -----------------------------------------------------------
+
+
+def open_or_create_store(
+    out: str, spec: StoreSpec, source: ImageSource, overwrite: bool
+) -> LabelStore:
+    """Resume a store made with the same parameters, or create it atomically.
+
+    Creation writes into a temporary sibling directory and renames it into
+    place, so concurrent shards never see a half-made store.
+    """
+    if overwrite or not _store_exists(out):
+        created = _create_atomically(out, spec, source, overwrite)
+        if created is not None:
+            return created
+    store = LabelStore.open(out, mode="r+")
+    differing = diff_generation(store.spec, spec)
+    if differing:
+        old, new = store.spec.generation_dict(), spec.generation_dict()
+        name = differing[0]
+        raise GenerateError(
+            f"{out} was made with different parameters ({name}: {_lookup(old, name)!r} in the "
+            f"store, {_lookup(new, name)!r} now; {len(differing)} differ in all); re-run with "
+            "the store's parameters to resume, or pass --overwrite to start again"
+        )
+    return store
+
+
+def _store_exists(out: str) -> bool:
+    if is_url(out):
+        return False
+    path = Path(out)
+    return path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
+
+
+def _create_atomically(
+    out: str, spec: StoreSpec, source: ImageSource, overwrite: bool
+) -> LabelStore | None:
+    if is_url(out):
+        return LabelStore.create(out, spec, source.manifest, overwrite=overwrite)
+    target = Path(out)
+    if overwrite and target.exists():
+        LabelStore.create(target, spec, source.manifest, overwrite=True)
+        return LabelStore.open(target, mode="r+")
+    staging = target.with_name(f".{target.name}.creating-{os.getpid()}")
+    LabelStore.create(staging, spec, source.manifest, overwrite=True)
+    try:
+        if target.exists():
+            target.rmdir()  # an empty directory only; raises if someone filled it meanwhile
+        staging.rename(target)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        return None  # another shard created it first: open theirs
+    return LabelStore.open(target, mode="r+")
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part, {}) if isinstance(data, dict) else {}
+    return data
+
+
+def blocks_for_shard(store: LabelStore, shard: tuple[int, int]) -> tuple[list[int], int]:
+    """(uncommitted blocks b with b mod n == i, number of committed ones skipped)."""
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise GenerateError(f"--shard {index}/{count}: expected i/n with 0 <= i < n")
+    mine = [b for b in range(store.num_blocks) if b % count == index]
+    committed = store.committed_mask(refresh=True)
+    todo = [b for b in mine if not committed[b]]
+    return todo, len(mine) - len(todo)
+
+
+# Decoding ahead of the teacher ------------------------------------------------
+
+
+class DecodeDataset(Dataset[tuple[int, NDArray[np.uint8] | None, str, float]]):
+    """Decodes the images of the blocks to do, in order, in DataLoader workers."""
+
+    def __init__(self, source: ImageSource, indices: Sequence[int], max_pixels: int) -> None:
+        self.source = source
+        self.indices = list(indices)
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, NDArray[np.uint8] | None, str, float]:
+        index = self.indices[position]
+        start = time.perf_counter()
+        image, reason = decode_or_reason(self.source.path_of(index), self.max_pixels)
+        return index, image, reason, time.perf_counter() - start
+
+
+def decoded_images(
+    source: ImageSource, indices: Sequence[int], workers: int, max_pixels: int
+) -> Iterator[tuple[int, NDArray[np.uint8] | None, str, float]]:
+    dataset = DecodeDataset(source, indices, max_pixels)
+    if workers == 0:
+        yield from (dataset[i] for i in range(len(dataset)))
+        return
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=4,
+        collate_fn=_identity,
+    )
+    yield from loader
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+# Labelling one block -------------------------------------------------------------
+
+
+@dataclass
+class BlockLabeller:
+    """Turns the decoded images of one block into its ``BlockData``."""
+
+    spec: StoreSpec
+    teacher: LoadedTeacher
+    device: torch.device
+    batch_size: int
+    reference: LabelStore | None = None
+    teacher_seconds: float = 0.0
+
+    def label(
+        self,
+        block: int,
+        images: list[tuple[int, NDArray[np.uint8] | None, str]],
+        paths: Callable[[int], str],
+    ) -> BlockData:
+        m = self.spec.crops_per_image
+        count = len(images)
+        height = np.zeros(count, dtype=np.uint32)
+        width = np.zeros(count, dtype=np.uint32)
+        status = np.full(count, STATUS_FAILED, dtype=np.uint8)
+        errors = [reason for _, _, reason in images]
+        ok_rows = [row for row, (_, image, _) in enumerate(images) if image is not None]
+        for row in ok_rows:
+            image = images[row][1]
+            assert image is not None
+            height[row], width[row] = image.shape[:2]
+            status[row] = STATUS_OK
+        indices = np.array([index for index, _, _ in images], dtype=np.int64)
+        boxes, flips = self.boxes(indices, height, width)
+        probs_rows = self.teacher_outputs(block, images, ok_rows, boxes, flips, paths)
+        labels = self.encode(probs_rows, ok_rows, count, m)
+        stored_boxes = stored_flips = None
+        if self.spec.crops.boxes_stored:
+            stored_boxes = self.reference_fractions(indices)
+            stored_flips = flips
+        return BlockData(height, width, status, errors, labels, stored_boxes, stored_flips)
+
+    def boxes(
+        self, indices: NDArray[np.int64], height: NDArray[Any], width: NDArray[Any]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Pixel boxes ``[n, M, 4]`` and flips: sampled, or replayed from ``--reference``."""
+        if self.reference is not None and self.spec.crops.boxes_stored:
+            batch = self.reference.read_images(indices)
+            scale = np.stack([height, width, height, width], axis=-1)[:, None, :]
+            return batch.boxes * scale, batch.flips
+        pixels, flips = sample_boxes(self.spec.crops, indices, height, width)
+        return pixels.astype(np.float64), flips
+
+    def reference_fractions(self, indices: NDArray[np.int64]) -> NDArray[np.float64]:
+        assert self.reference is not None
+        return self.reference.read_images(indices).boxes
+
+    def teacher_outputs(
+        self,
+        block: int,
+        images: list[tuple[int, NDArray[np.uint8] | None, str]],
+        ok_rows: list[int],
+        boxes: NDArray[np.float64],
+        flips: NDArray[np.bool_],
+        paths: Callable[[int], str],
+    ) -> list[dict[str, NDArray[Any]]]:
+        """Encoded labels of every crop of the ok images, ``batch_size`` crops per forward."""
+        info = self.spec.teacher
+        pending: list[torch.Tensor] = []
+        encoded: list[dict[str, NDArray[Any]]] = []
+        for row in ok_rows:
+            image = crop_ops.image_to_tensor(images[row][1], self.device)  # type: ignore[arg-type]
+            crops = self.cut(image, boxes[row], flips[row], info.input_size, info.interpolation)
+            pending.append(crop_ops.normalise(crops, info.mean, info.std))
+            while sum(len(p) for p in pending) >= self.batch_size:
+                batch, pending = _take(pending, self.batch_size)
+                encoded.append(self.run_teacher(batch, block, images, ok_rows, paths))
+        if pending:
+            batch, _ = _take(pending, sum(len(p) for p in pending))
+            encoded.append(self.run_teacher(batch, block, images, ok_rows, paths))
+        return encoded
+
+    @staticmethod
+    def cut(
+        image: torch.Tensor,
+        boxes: NDArray[np.float64],
+        flips: NDArray[np.bool_],
+        size: int,
+        interpolation: str,
+    ) -> torch.Tensor:
+        if interpolation == "bilinear":
+            return crop_ops.cut_crops(image, boxes, flips, size)
+        return crop_ops.cut_crops_reference(image, boxes, flips, size, interpolation)
+
+    def run_teacher(
+        self,
+        batch: torch.Tensor,
+        block: int,
+        images: list[tuple[int, NDArray[np.uint8] | None, str]],
+        ok_rows: list[int],
+        paths: Callable[[int], str],
+    ) -> dict[str, NDArray[Any]]:
+        start = time.perf_counter()
+        with torch.inference_mode(), _autocast(self.device):
+            probs = self.teacher.probabilities(
+                batch.contiguous(memory_format=torch.channels_last), self.spec.codec.temperature
+            ).float()
+        if not bool(torch.isfinite(probs).all()):
+            names = ", ".join(paths(images[row][0]) for row in ok_rows[:5])
+            raise GenerateError(
+                f"block {block}: the teacher returned NaN or infinity (images include {names}); "
+                "nothing of this block was committed: check the teacher and its weights"
+            )
+        encoded = to_numpy_fields(encode_torch(probs, self.spec.codec), self.spec.codec)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.teacher_seconds += time.perf_counter() - start
+        return encoded
+
+    def encode(
+        self, parts: list[dict[str, NDArray[Any]]], ok_rows: list[int], count: int, m: int
+    ) -> dict[str, NDArray[Any]]:
+        """Place the ok images' encoded crops into ``[count, M, ...]`` arrays (0 elsewhere)."""
+        labels: dict[str, NDArray[Any]] = {}
+        for f in get_codec(self.spec.codec).fields():
+            full = np.zeros((count, m, *f.shape), dtype=f.dtype)
+            if ok_rows:
+                stacked = np.concatenate([p[f.name] for p in parts], axis=0)
+                full[np.asarray(ok_rows)] = stacked.reshape((len(ok_rows), m, *f.shape))
+            labels[f.name] = full
+        return labels
+
+
+def _take(pending: list[torch.Tensor], count: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The first ``count`` crops of ``pending`` as one batch, and what is left."""
+    joined = torch.cat(pending) if len(pending) > 1 else pending[0]
+    rest = [joined[count:]] if len(joined) > count else []
+    return joined[:count], rest
+
+
+def _autocast(device: torch.device) -> Any:
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+# Writing off the critical path ---------------------------------------------------
+
+
+class BlockWriter:
+    """A background thread writing finished blocks, so the teacher never waits on disk."""
+
+    def __init__(self, store: LabelStore, depth: int = 2) -> None:
+        self.store = store
+        self.queue: queue.Queue[tuple[int, BlockData] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, name="fkd-block-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, block: int, data: BlockData) -> None:
+        self._raise_if_failed()
+        self.queue.put((block, data))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self._raise_if_failed()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue
+            start = time.perf_counter()
+            try:
+                self.store.write_block(*item)
+            except BaseException as exc:  # re-raised in the caller's thread
+                self.error = exc
+            self.seconds += time.perf_counter() - start
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise GenerateError(
+                f"writing to {self.store.location} failed: {self.error}; the blocks written "
+                "so far are committed: fix the cause and re-run the same command to resume"
+            ) from self.error
+
+
+# The run ------------------------------------------------------------------------------
+
+
+def generate(config: GenerateConfig, progress: bool | None = None) -> GenerateSummary:
+    """Run ``fkd generate``: label every uncommitted block of this shard, then report."""
+    started = time.perf_counter()
+    source = scan_source(config.data, hash_files=config.hash_files)
+    device = resolve_device(config.device)
+    teacher = load_teachers(config.teachers, config.weights, device)
+    reference = _open_reference(config, source)
+    spec = build_spec(config, source, teacher, reference.spec.crops if reference else None)
+    store = open_or_create_store(config.out, spec, source, config.overwrite)
+    todo, skipped = blocks_for_shard(store, config.shard)
+    summary = GenerateSummary(blocks_skipped=skipped)
+    labeller = BlockLabeller(store.spec, teacher, device, config.batch_size, reference)
+    _label_blocks(store, source, todo, labeller, config, summary, progress)
+    summary.teacher_seconds = labeller.teacher_seconds
+    summary.complete = store.is_complete()
+    summary.bytes_on_disk = store_bytes(config.out)
+    summary.total_crops_in_store = store.spec.num_images * store.spec.crops_per_image
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _label_blocks(
+    store: LabelStore,
+    source: ImageSource,
+    todo: list[int],
+    labeller: BlockLabeller,
+    config: GenerateConfig,
+    summary: GenerateSummary,
+    progress: bool | None,
+) -> None:
+    indices = [i for b in todo for i in range(*store.block_range(b))]
+    bar = Progress(len(indices), "generate: ", enabled=progress)
+    writer = BlockWriter(store)
+    stream = decoded_images(source, indices, config.workers, config.max_pixels)
+    try:
+        for block in todo:
+            start, stop = store.block_range(block)
+            images = []
+            for _ in range(stop - start):
+                wait = time.perf_counter()
+                index, image, reason, _ = next(stream)
+                summary.decode_wait_seconds += time.perf_counter() - wait
+                images.append((index, image, reason))
+                if image is None:
+                    summary.failures.append((source.manifest.paths[index], reason))
+            data = labeller.label(block, images, lambda i: source.manifest.paths[i])
+            writer.put(block, data)
+            ok = int((data.status == STATUS_OK).sum())
+            summary.images += len(images)
+            summary.crops += ok * store.spec.crops_per_image
+            summary.blocks_written += 1
+            bar.update(len(images), ok * store.spec.crops_per_image)
+    finally:
+        bar.close()
+        writer.close()
+        summary.write_seconds = writer.seconds
+
+
+def _open_reference(config: GenerateConfig, source: ImageSource) -> LabelStore | None:
+    if config.reference is None:
+        return None
+    reference = LabelStore.open(config.reference)
+    if reference.spec.manifest_digest != source.manifest.digest():
+        raise GenerateError(
+            f"--reference {config.reference} was made from a different image list than "
+            f"{config.data}; a reference store must describe the same images"
+        )
+    if not reference.is_complete():
+        raise GenerateError(
+            f"--reference {config.reference} has uncommitted blocks "
+            f"{reference.uncommitted_blocks()[:5]}; finish it first"
+        )
+    return reference
+
+
+def failure_message(summary: GenerateSummary, max_failures: float) -> str | None:
+    """Why the run should exit non-zero, or ``None`` while failures are within budget."""
+    if not summary.failures or summary.images == 0:
+        return None
+    fraction = len(summary.failures) / summary.images
+    if fraction <= max_failures:
+        return None
+    path, reason = summary.failures[0]
+    return (
+        f"{len(summary.failures)} of {summary.images} images failed to decode "
+        f"({fraction:.1%} > --max-failures {max_failures:.1%}); first: {path}: {reason}. "
+        "They are recorded in the store as failed; fix or remove them and re-run with "
+        "--overwrite, or raise --max-failures"
+    )
+
+
+def store_bytes(location: str) -> int:
+    """Bytes on disk under a local store (0 for URLs)."""
+    if is_url(location):
+        return 0
+    total = 0
+    for root, _, files in os.walk(location):
+        total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
+    return total
+
+
+__all__ = ["GenerateConfig", "GenerateError", "GenerateSummary", "failure_message", "generate"]
