@@ -10,6 +10,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """
     from fkd.generate import GenerateError
     from fkd.images import ImageSourceError
+    from fkd.legacy import LegacyFormatError
     from fkd.storage_formats.errors import StoreError
     from fkd.teachers import TeacherError
 
@@ -18,6 +19,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         GenerateError,
         ImageSourceError,
         TeacherError,
+        LegacyFormatError,
         ValueError,
         FileNotFoundError,
     )

@@ -87,11 +87,18 @@ class GenerateConfig:
 
 @dataclass
 class GenerateSummary:
-    """What a run did, for the final report."""
+    """What a run did, for the final report.
+
+    ``images`` and ``failures`` count what this run decoded; ``shard_images`` and
+    ``shard_failures`` count every committed block of the shard, including those an
+    earlier (interrupted) run wrote, and decide the exit status.
+    """
 
     images: int = 0
     crops: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    shard_images: int = 0
+    shard_failures: list[tuple[str, str]] = field(default_factory=list)
     blocks_written: int = 0
     blocks_skipped: int = 0
     bytes_on_disk: int = 0
@@ -201,6 +208,10 @@ def open_or_create_store(
     Creation writes into a temporary sibling directory and renames it into
     place, so concurrent shards never see a half-made store.
     """
+    if not is_url(out) and Path(out).exists() and not Path(out).is_dir():
+        raise GenerateError(
+            f"--out {out} is a file, not a label store (a directory); choose another path"
+        )
     if overwrite or not _store_exists(out):
         created = _create_atomically(out, spec, source, overwrite)
         if created is not None:
@@ -514,6 +525,7 @@ def generate(config: GenerateConfig, progress: bool | None = None) -> GenerateSu
     labeller = BlockLabeller(store.spec, teacher, device, config.batch_size, reference)
     _label_blocks(store, source, todo, labeller, config, summary, progress)
     summary.teacher_seconds = labeller.teacher_seconds
+    summary.shard_images, summary.shard_failures = shard_failures(store, config.shard)
     summary.complete = store.is_complete()
     summary.bytes_on_disk = store_bytes(config.out)
     summary.total_crops_in_store = store.spec.num_images * store.spec.crops_per_image
@@ -575,16 +587,38 @@ def _open_reference(config: GenerateConfig, source: ImageSource) -> LabelStore |
     return reference
 
 
+def shard_failures(
+    store: LabelStore, shard: tuple[int, int]
+) -> tuple[int, list[tuple[str, str]]]:
+    """(images, [(path, reason)] of the failed ones) over the shard's committed blocks."""
+    index, count = shard
+    committed = store.committed_mask(refresh=True)
+    blocks = [b for b in range(store.num_blocks) if b % count == index and committed[b]]
+    images = sum(stop - start for start, stop in map(store.block_range, blocks))
+    paths = store.manifest.paths
+    failed = [
+        (paths[image], reason)
+        for image, reason in store.failures()
+        if store.block_of(image) % count == index
+    ]
+    return images, failed
+
+
 def failure_message(summary: GenerateSummary, max_failures: float) -> str | None:
-    """Why the run should exit non-zero, or ``None`` while failures are within budget."""
-    if not summary.failures or summary.images == 0:
+    """Why the run should exit non-zero, or ``None`` while failures are within budget.
+
+    The budget applies to every committed block of the shard, so resuming an
+    interrupted run, or re-running a finished one, gives the same verdict.
+    """
+    failures, images = summary.shard_failures, summary.shard_images
+    if not failures or images == 0:
         return None
-    fraction = len(summary.failures) / summary.images
+    fraction = len(failures) / images
     if fraction <= max_failures:
         return None
-    path, reason = summary.failures[0]
+    path, reason = failures[0]
     return (
-        f"{len(summary.failures)} of {summary.images} images failed to decode "
+        f"{len(failures)} of {images} images failed to decode "
         f"({fraction:.1%} > --max-failures {max_failures:.1%}); first: {path}: {reason}. "
         "They are recorded in the store as failed; fix or remove them and re-run with "
         "--overwrite, or raise --max-failures"

@@ -114,3 +114,16 @@ def test_index_dtype() -> None:
         "uint16",
         "uint32",
     ]
+
+
+def test_the_storage_core_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fkd.storage_formats as s\n"
+        "s.LabelStore, s.get_codec, s.sample_boxes\n"
+        "banned = [m for m in ('torch', 'torchvision') if m in sys.modules]\n"
+        "assert not banned, banned\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

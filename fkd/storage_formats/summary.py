@@ -1,0 +1,154 @@
+"""``fkd inspect``: what a store holds, how big it is, and what its labels look like.
+
+Torch-free.  ``summarize_store`` returns plain JSON-ready data; ``summary_lines``
+renders it for people.  Label statistics are computed on a sample of
+committed, decodable images (the first ``sample_images`` of them).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fkd.storage_formats.label_codecs import dequantize_values
+from fkd.storage_formats.layout import STATUS_OK
+from fkd.storage_formats.zarr_store import LabelStore, is_url
+
+DEFAULT_SAMPLE_IMAGES = 256
+
+
+def summarize_store(
+    store: LabelStore, sample_images: int = DEFAULT_SAMPLE_IMAGES
+) -> dict[str, Any]:
+    spec = store.spec
+    committed = store.committed_blocks()
+    disk = directory_bytes(store.location)
+    crops = spec.num_images * spec.crops_per_image
+    dense_bytes = crops * spec.codec.num_classes * 4
+    return {
+        "store": store.location,
+        "format_version": spec.format_version,
+        "num_images": spec.num_images,
+        "crops_per_image": spec.crops_per_image,
+        "codec": spec.codec.name,
+        "k": spec.codec.k,
+        "num_classes": spec.codec.num_classes,
+        "temperature": spec.codec.temperature,
+        "value_dtype": spec.codec.value_dtype,
+        "teacher": {k: v for k, v in spec.teacher.to_dict().items() if k != "class_names"},
+        "crops": spec.crops.to_dict(),
+        "block_size": spec.block_size,
+        "committed_blocks": len(committed),
+        "total_blocks": spec.num_blocks,
+        "uncommitted_blocks": store.uncommitted_blocks()[:20],
+        "failed_images": [
+            {"path": store.manifest.paths[i], "reason": reason} for i, reason in store.failures()
+        ]
+        if committed
+        else [],
+        "bytes_on_disk": disk,
+        "bytes_per_crop": disk / crops if disk is not None else None,
+        "compression_vs_dense_float32": dense_bytes / disk if disk else None,
+        "labels": label_statistics(store, sample_images) if committed else None,
+        "software": dict(spec.software),
+        "created": spec.created,
+    }
+
+
+def label_statistics(store: LabelStore, sample_images: int) -> dict[str, Any]:
+    """Mean top-1 probability, entropy, stored top-K mass and top-1 agreement with targets."""
+    indices = sample_indices(store, sample_images)
+    if indices.size == 0:
+        return {"images_sampled": 0}
+    batch = store.read_images(indices)
+    dense = store.decode_labels(batch.labels)
+    top1 = dense.argmax(axis=-1)
+    stats: dict[str, Any] = {
+        "images_sampled": int(indices.size),
+        "mean_top1_probability": float(dense.max(axis=-1).mean()),
+        "mean_entropy_nats": float(entropy(dense).mean()),
+        "stored_topk_mass": stored_mass(store, batch.labels),
+    }
+    targets = store.per_image("image_target")[indices]
+    labelled = targets >= 0
+    if labelled.any():
+        agree = top1[labelled] == targets[labelled][:, None]
+        stats["top1_agrees_with_target"] = float(agree.mean())
+    return stats
+
+
+def sample_indices(store: LabelStore, count: int) -> NDArray[np.int64]:
+    """The first ``count`` ok images of committed blocks."""
+    committed = store.committed_mask(refresh=True)
+    chosen: list[int] = []
+    status = store.per_image("image_status")
+    for block in np.flatnonzero(committed):
+        start, stop = store.block_range(int(block))
+        chosen += [i for i in range(start, stop) if status[i] == STATUS_OK]
+        if len(chosen) >= count:
+            break
+    return np.asarray(chosen[:count], dtype=np.int64)
+
+
+def entropy(dense: NDArray[np.float32]) -> NDArray[np.float32]:
+    safe = np.where(dense > 0, dense, 1.0)
+    return -(dense * np.log(safe)).sum(axis=-1)
+
+
+def stored_mass(store: LabelStore, labels: dict[str, NDArray[Any]]) -> float | None:
+    if "value" not in labels:
+        return None
+    values = dequantize_values(labels["value"], store.spec.codec.value_dtype)
+    return float(values.reshape(*values.shape[:2], -1).sum(axis=-1).mean())
+
+
+def directory_bytes(location: str) -> int | None:
+    if is_url(location):
+        return None
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, files in os.walk(location)
+        for name in files
+    )
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    teacher, crops, labels = summary["teacher"], summary["crops"], summary["labels"]
+    lines = [
+        f"{summary['store']}  (fkd label store, format v{summary['format_version']})",
+        f"  images {summary['num_images']}, crops per image {summary['crops_per_image']}, "
+        f"blocks committed {summary['committed_blocks']}/{summary['total_blocks']}",
+        f"  codec {summary['codec']}  K={summary['k']}  C={summary['num_classes']}  "
+        f"T={summary['temperature']}  values {summary['value_dtype']}",
+        f"  teacher {teacher['spec']}  input {teacher['input_size']} {teacher['interpolation']}  "
+        f"mean {teacher['mean']}  std {teacher['std']}  weights sha256 "
+        f"{teacher['weights_sha256'] or '-'}",
+        f"  crops: sampler {crops['sampler']}  seed {crops['seed']}  scale {crops['scale']}  "
+        f"ratio {[round(r, 4) for r in crops['ratio']]}  flip {crops['flip_prob']}",
+    ]
+    if summary["bytes_on_disk"] is not None:
+        lines.append(
+            f"  size {summary['bytes_on_disk']} bytes on disk, "
+            f"{summary['bytes_per_crop']:.2f} bytes/crop, "
+            f"{summary['compression_vs_dense_float32']:.0f}x smaller than dense float32"
+        )
+    failed = summary["failed_images"]
+    lines.append(
+        f"  failed images {len(failed)}"
+        + "".join(f"\n    {f['path']}: {f['reason']}" for f in failed[:10])
+    )
+    if labels and labels.get("images_sampled"):
+        line = (
+            f"  labels (first {labels['images_sampled']} images): mean top-1 probability "
+            f"{labels['mean_top1_probability']:.3f}, entropy "
+            f"{labels['mean_entropy_nats']:.3f} nats"
+        )
+        if labels["stored_topk_mass"] is not None:
+            line += f", stored top-K mass {labels['stored_topk_mass']:.3f}"
+        if "top1_agrees_with_target" in labels:
+            line += f", top-1 = target on {labels['top1_agrees_with_target']:.1%} of crops"
+        lines.append(line)
+    return lines

@@ -1,0 +1,230 @@
+"""``fkd verify``: read every chunk of a store and check every invariant of the format.
+
+Checks, block by block: the commit marker; that every chunk of a committed
+block exists (fkd writes all of them, zeros included, so a lost file is
+corruption, not fill values); every chunk's crc32c (by decoding it); statuses;
+label indices below C, stored values finite and in [0, 1], decoded rows that
+are distributions; stored boxes inside the image.  Optionally, that a
+manifest scanned from the image folder matches the store's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from zarr.core.sync import sync
+
+from fkd.storage_formats.crop_sampler import grid_to_fractions
+from fkd.storage_formats.errors import StoreError
+from fkd.storage_formats.label_codecs import dequantize_values
+from fkd.storage_formats.layout import (
+    COMMIT_ARRAY,
+    STATUS_FAILED,
+    STATUS_OK,
+    ArrayLayout,
+    label_array_name,
+)
+from fkd.storage_formats.manifest import Manifest
+from fkd.storage_formats.zarr_store import LabelStore
+
+SUM_TOLERANCE = 1e-3
+MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a store: where (block, image, array) and what."""
+
+    where: str
+    what: str
+
+    def line(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+def verify_store(location: str, manifest: Manifest | None = None) -> list[Problem]:
+    """Every problem found in the store at ``location`` (an empty list if it is sound)."""
+    try:
+        store = LabelStore.open(location)
+    except StoreError as exc:
+        return [Problem(location, str(exc))]
+    problems = check_commit_markers(store)
+    committed = store.committed_mask(refresh=True)
+    for block in range(store.num_blocks):
+        if committed[block]:
+            problems += check_block(store, block)
+    if manifest is not None:
+        problems += compare_manifests(store, manifest)
+    return problems
+
+
+def check_commit_markers(store: LabelStore) -> list[Problem]:
+    try:
+        markers = np.asarray(store.array(COMMIT_ARRAY)[...])
+    except Exception as exc:
+        return [Problem(f"array {COMMIT_ARRAY!r}", f"unreadable: {exc}")]
+    problems = [
+        Problem(_block_name(store, int(b)), f"commit marker holds {int(markers[b])}, not 0 or 1")
+        for b in np.flatnonzero(markers > 1)
+    ]
+    problems += [
+        Problem(
+            _block_name(store, int(b)),
+            "not committed (its writer did not finish: resume "
+            "with the same `fkd generate` command)",
+        )
+        for b in np.flatnonzero(markers == 0)
+    ]
+    return problems
+
+
+def check_block(store: LabelStore, block: int) -> list[Problem]:
+    """Existence and checksums of every chunk of ``block``, then its contents."""
+    where = _block_name(store, block)
+    problems = [
+        Problem(where, f"array {name!r}: chunk file {key} is missing")
+        for name, layout in store.layout.items()
+        if layout.writer != "commit"
+        for key in [chunk_key(layout, block)]
+        if not sync(store.group.store_path.store.exists(key))
+    ]
+    if problems:
+        return problems
+    start, stop = store.block_range(block)
+    arrays: dict[str, NDArray[Any]] = {}
+    for name, layout in store.layout.items():
+        if layout.writer == "commit":
+            continue
+        try:
+            arrays[name] = np.asarray(store.array(name)[start:stop])
+        except Exception as exc:
+            problems.append(Problem(where, f"array {name!r}: unreadable chunk ({exc})"))
+    if problems:
+        return problems
+    return check_contents(store, block, arrays)
+
+
+def check_contents(store: LabelStore, block: int, arrays: dict[str, NDArray[Any]]) -> list[Problem]:
+    start, _ = store.block_range(block)
+    paths = store.manifest.paths
+    status = arrays["image_status"]
+    problems = [
+        Problem(
+            f"image {start + row} {paths[start + row]!r}",
+            f"status {int(status[row])} in a committed block (1 = ok, 2 = failed)",
+        )
+        for row in np.flatnonzero((status != STATUS_OK) & (status != STATUS_FAILED))
+    ]
+    ok = status == STATUS_OK
+    sizes_bad = ok & ((arrays["image_height"] == 0) | (arrays["image_width"] == 0))
+    if store.spec.crops.boxes_stored:  # stored boxes are fractions: sizes may be unknown
+        sizes_bad &= False
+    problems += [
+        Problem(f"image {start + r} {paths[start + r]!r}", "ok but has a zero size")
+        for r in np.flatnonzero(sizes_bad)
+    ]
+    problems += check_labels(store, block, arrays, ok)
+    if store.spec.crops.boxes_stored:
+        problems += check_boxes(store, block, arrays, ok)
+    return problems[: MAX_LISTED * 4]
+
+
+def check_labels(
+    store: LabelStore, block: int, arrays: dict[str, NDArray[Any]], ok: NDArray[np.bool_]
+) -> list[Problem]:
+    where = _block_name(store, block)
+    codec = store.codec
+    labels = {f.name: arrays[label_array_name(f.name)][ok] for f in codec.fields()}
+    problems = []
+    if "index" in labels and labels["index"].size:
+        top = int(labels["index"].max())
+        if top >= codec.num_classes:
+            problems.append(Problem(where, f"label index {top} >= num_classes {codec.num_classes}"))
+    if "value" in labels and labels["value"].size:
+        raw = labels["value"]
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            return [*problems, Problem(where, "label values hold NaN or infinity")]
+        values = dequantize_values(raw, codec.spec.value_dtype)
+        if raw.dtype.kind == "f" and ((raw < 0).any() or (raw > 1).any()):
+            problems.append(Problem(where, "label values outside [0, 1]"))
+        if (
+            codec.name in ("smoothing", "marginal_smoothing")
+            and (values.sum(axis=-1) > 1 + codec.spec.k * 1e-2).any()
+        ):
+            problems.append(Problem(where, "kept label values sum to more than 1"))
+    if problems:
+        return problems
+    dense = codec.decode(labels)
+    if not np.allclose(dense.sum(axis=-1), 1.0, atol=SUM_TOLERANCE) or (dense < 0).any():
+        problems.append(Problem(where, "decoded labels are not probability distributions"))
+    return problems
+
+
+def check_boxes(
+    store: LabelStore, block: int, arrays: dict[str, NDArray[Any]], ok: NDArray[np.bool_]
+) -> list[Problem]:
+    boxes = grid_to_fractions(arrays["crop_box"][ok])
+    top, left, height, width = np.moveaxis(boxes, -1, 0)
+    outside = (height <= 0) | (width <= 0) | (top + height > 1 + 1e-4) | (left + width > 1 + 1e-4)
+    if outside.any():
+        return [
+            Problem(
+                _block_name(store, block),
+                f"{int(outside.sum())} stored boxes are empty or leave the image",
+            )
+        ]
+    return []
+
+
+def compare_manifests(store: LabelStore, scanned: Manifest) -> list[Problem]:
+    """Differences between the store's manifest and one scanned from the image folder."""
+    stored = store.manifest
+    if stored == scanned:
+        return []
+    problems = []
+    mine, theirs = set(stored.paths), set(scanned.paths)
+    missing = sorted(mine - theirs)
+    extra = sorted(theirs - mine)
+    if missing:
+        problems.append(
+            Problem(
+                "data",
+                f"{len(missing)} images of the store are missing from "
+                f"the folder, e.g. {missing[:3]}",
+            )
+        )
+    if extra:
+        problems.append(
+            Problem(
+                "data", f"{len(extra)} images in the folder are not in the store, e.g. {extra[:3]}"
+            )
+        )
+    sizes = dict(zip(scanned.paths, scanned.nbytes.tolist(), strict=True))
+    changed = [
+        p
+        for p, n in zip(stored.paths, stored.nbytes.tolist(), strict=True)
+        if p in sizes and sizes[p] != n
+    ]
+    if changed:
+        problems.append(
+            Problem(
+                "data",
+                f"{len(changed)} images changed size since the store was made, e.g. {changed[:3]}",
+            )
+        )
+    if not problems:
+        problems.append(Problem("data", "the folder's targets differ from the store's manifest"))
+    return problems
+
+
+def chunk_key(layout: ArrayLayout, block: int) -> str:
+    """The key of the chunk (or shard) of ``layout`` that holds ``block``."""
+    return "/".join([layout.name, "c", str(block)] + ["0"] * (len(layout.shape) - 1))
+
+
+def _block_name(store: LabelStore, block: int) -> str:
+    start, stop = store.block_range(block)
+    return f"block {block} (images {start}..{stop - 1})"
