@@ -63,7 +63,7 @@ def numpy_safe_globals() -> list[Any]:
         "UInt32",
         "UInt64",
     )
-    from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
+    from numpy._core.multiarray import _reconstruct
 
     return [
         _reconstruct,

@@ -21,11 +21,12 @@ def register_commands() -> None:
     from fkd.cli.convert import convert_command
     from fkd.cli.generate import generate_command
     from fkd.cli.inspect import inspect_command
+    from fkd.cli.publish import publish_command
     from fkd.cli.teacher_eval import teacher_eval_command
     from fkd.cli.verify import verify_command
 
     for command in (generate_command, teacher_eval_command, inspect_command, verify_command,
-                    convert_command):
+                    convert_command, publish_command):
         cli.add_command(command)
 
 

@@ -11,6 +11,7 @@ manifest scanned from the image folder matches the store's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,8 @@ from fkd.storage_formats.layout import (
     label_array_name,
 )
 from fkd.storage_formats.manifest import Manifest
-from fkd.storage_formats.zarr_store import LabelStore
+from fkd.storage_formats.publish import check_checksums
+from fkd.storage_formats.zarr_store import LabelStore, is_url
 
 SUM_TOLERANCE = 1e-3
 MAX_LISTED = 10
@@ -57,7 +59,12 @@ def verify_store(location: str, manifest: Manifest | None = None) -> list[Proble
         if committed[block]:
             problems += check_block(store, block)
     if manifest is not None:
-        problems += compare_manifests(store, manifest)
+        try:
+            problems += compare_manifests(store, manifest)
+        except StoreError as exc:
+            problems.append(Problem("manifest", str(exc)))
+    if not is_url(location) and Path(location).is_dir():
+        problems += [Problem("checksums", line) for line in check_checksums(Path(location))]
     return problems
 
 
@@ -107,9 +114,17 @@ def check_block(store: LabelStore, block: int) -> list[Problem]:
     return check_contents(store, block, arrays)
 
 
+def image_paths(store: LabelStore) -> list[str]:
+    """The manifest's paths, or placeholders when the manifest itself is damaged."""
+    try:
+        return list(store.manifest.paths)
+    except (StoreError, UnicodeDecodeError, ValueError):
+        return [f"#{i}" for i in range(store.spec.num_images)]
+
+
 def check_contents(store: LabelStore, block: int, arrays: dict[str, NDArray[Any]]) -> list[Problem]:
     start, _ = store.block_range(block)
-    paths = store.manifest.paths
+    paths = image_paths(store)
     status = arrays["image_status"]
     problems = [
         Problem(

@@ -71,6 +71,13 @@ def open_zarr_store(location: str | Path | Store, read_only: bool) -> Store:
         from zarr.storage import FsspecStore
 
         return FsspecStore.from_url(str(location), read_only=read_only)
+    if str(location).endswith(".zip"):
+        from zarr.storage import ZipStore
+
+        if not read_only:
+            raise StoreError(f"{location}: a zipped store is read-only; unzip it to write")
+        zipped: Store = sync(ZipStore.open(Path(location), mode="r", read_only=True))
+        return zipped
     from zarr.storage import LocalStore
 
     return LocalStore(Path(location), read_only=read_only)
@@ -78,7 +85,10 @@ def open_zarr_store(location: str | Path | Store, read_only: bool) -> Store:
 
 def read_key(store: Store, key: str) -> bytes | None:
     """The raw bytes of one key of ``store``, or ``None`` if it is absent."""
-    buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+    try:
+        buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+    except Exception as exc:  # network and file-system errors of any store backend
+        raise StoreError(f"cannot read {key!r} from {store}: {type(exc).__name__}: {exc}") from exc
     return None if buffer is None else buffer.to_bytes()
 
 
