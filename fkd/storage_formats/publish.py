@@ -84,6 +84,19 @@ def zip_store(folder: Path, target: Path) -> Path:
 def dataset_card(store: LabelStore, name: str) -> str:
     spec = store.spec
     codec, crops, teacher = spec.codec, spec.crops, spec.teacher
+    software = ", ".join(f"{k} {v}" for k, v in spec.software.items()) or "-"
+    rows = [
+        ("teacher", f"`{teacher.spec}` (weights sha256 `{teacher.weights_sha256 or '-'}`)"),
+        ("teacher input", f"{teacher.input_size} px, {teacher.interpolation}, "
+                          f"mean {list(teacher.mean)}, std {list(teacher.std)}"),
+        ("labels", f"`{codec.name}`, K={codec.k}, C={codec.num_classes}, "
+                   f"temperature {codec.temperature}, {codec.value_dtype} values"),
+        ("crops", f"sampler `{crops.sampler}`, seed {crops.seed}, scale {list(crops.scale)}, "
+                  f"ratio {[round(r, 4) for r in crops.ratio]}, flip {crops.flip_prob}"),
+        ("images manifest", f"digest `{spec.manifest_digest}`"),
+        ("created", f"{spec.created or '-'} with {software}"),
+    ]
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
     return f"""# {name}: fkd soft-label store
 
 Teacher soft labels for {spec.num_images} images, {spec.crops_per_image} random-resized crops
@@ -92,12 +105,7 @@ specified in fkd's `docs/format.md`).
 
 | | |
 |---|---|
-| teacher | `{teacher.spec}` (weights sha256 `{teacher.weights_sha256 or "-"}`) |
-| teacher input | {teacher.input_size} px, {teacher.interpolation}, mean {list(teacher.mean)}, std {list(teacher.std)} |
-| labels | `{codec.name}`, K={codec.k}, C={codec.num_classes}, temperature {codec.temperature}, {codec.value_dtype} values |
-| crops | sampler `{crops.sampler}`, seed {crops.seed}, scale {list(crops.scale)}, ratio {[round(r, 4) for r in crops.ratio]}, flip probability {crops.flip_prob} |
-| images manifest | digest `{spec.manifest_digest}` |
-| created | {spec.created or "-"} with {", ".join(f"{k} {v}" for k, v in spec.software.items()) or "-"} |
+{table}
 
 ## Load with fkd
 
