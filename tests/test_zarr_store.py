@@ -341,3 +341,33 @@ def test_a_chunk_declaring_more_than_its_size_is_refused_before_allocation(tmp_p
     chunk.write_bytes(frame + crc32c.crc32c(frame).to_bytes(4, "little"))
     with pytest.raises(CorruptChunkError, match=r"image_height.*declares 1099511627776 bytes"):
         LabelStore.open(tmp_path / "s.zarr").read_image(0)
+
+
+@pytest.mark.parametrize("codec,sampler", [
+    (CodecSpec("marginal_smoothing", 300, k=5), "fkd-rrc-v1"),
+    (CodecSpec("hard", 50), "stored"),
+    (CodecSpec("full", 50, k=50, value_dtype="float16"), "fkd-rrc-v1"),
+])
+def test_direct_shard_reads_equal_zarr_reads(tmp_path, codec, sampler) -> None:
+    spec = make_spec(num_images=37, codec=codec, sampler=sampler, block_size=16)
+    store = write_store(tmp_path / "s.zarr", spec)
+    reader = LabelStore.open(tmp_path / "s.zarr")
+    names = [name for name, layout in reader.layout.items() if layout.inner is not None]
+    assert reader._row_readers(names) is not None  # the fast path is taken
+    for image in range(37):
+        fast = reader.read_image(image)
+        for field in fast.labels:
+            np.testing.assert_array_equal(fast.labels[field][0],
+                                          store.array(f"label_{field}")[image])
+        if sampler == "stored":
+            np.testing.assert_array_equal(fast.flips[0], store.array("crop_flip")[image])
+
+
+def test_the_direct_reader_is_only_used_for_fkd_chains(tmp_path) -> None:
+    from fkd.storage_formats.shard_reader import is_fkd_chain
+
+    write_store(tmp_path / "s.zarr")
+    doc = json.loads((tmp_path / "s.zarr" / "label_index" / "zarr.json").read_text())
+    assert is_fkd_chain(doc)
+    doc["codecs"][0]["configuration"]["codecs"][1] = {"name": "gzip", "configuration": {}}
+    assert not is_fkd_chain(doc)

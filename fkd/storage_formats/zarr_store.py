@@ -45,6 +45,7 @@ from fkd.storage_formats.layout import (
     store_layout,
 )
 from fkd.storage_formats.manifest import Manifest, decode_paths, encode_paths
+from fkd.storage_formats.shard_reader import ShardRowReader
 from fkd.storage_formats.spec import StoreSpec
 from fkd.storage_formats.validation import (
     ATTRIBUTE_KEY,
@@ -56,6 +57,8 @@ from fkd.storage_formats.validation import (
 )
 
 COMPRESSION_LEVEL = 5
+# Up to this many images per read go through the direct shard reader (local stores).
+FAST_READ_MAX_IMAGES = 64
 
 bounded_codecs.install()
 
@@ -164,6 +167,7 @@ class LabelStore:
         self._arrays: dict[str, Any] = {}
         self._per_image: dict[str, NDArray[Any]] = {}
         self._committed: NDArray[np.bool_] | None = None
+        self._readers: dict[str, ShardRowReader] | None = None
 
     # Creating and opening ---------------------------------------------------
 
@@ -301,7 +305,13 @@ class LabelStore:
         names = [label_array_name(field.name) for field in self.codec.fields()]
         if self.spec.crops.boxes_stored:
             names += ["crop_box", "crop_flip"]
-        per_crop = self._read_concurrently(names, index)
+        readers = self._row_readers(names) if index.size <= FAST_READ_MAX_IMAGES else None
+        if readers is not None:
+            per_crop = {
+                name: np.stack([readers[name].read(int(i)) for i in index]) for name in names
+            }
+        else:
+            per_crop = self._read_concurrently(names, index)
         if self.spec.crops.boxes_stored:
             boxes = crop_sampler.grid_to_fractions(per_crop["crop_box"])
             flips = np.asarray(per_crop["crop_flip"], dtype=bool)
@@ -368,6 +378,20 @@ class LabelStore:
                 f"({len(missing)} uncommitted block(s) in this read); its writer did not "
                 "finish: re-run the same `fkd generate` command to resume"
             )
+
+    def _row_readers(self, names: list[str]) -> dict[str, ShardRowReader] | None:
+        """Direct shard readers for ``names``, when the store is local with fkd's chains."""
+        if self._readers is None:
+            root = None if is_url(self.location) else Path(self.location)
+            self._readers = {}
+            if root is not None and root.is_dir():
+                for name, layout in self.layout.items():
+                    reader = ShardRowReader.for_array(root, layout)
+                    if reader is not None:
+                        self._readers[name] = reader
+        if all(name in self._readers for name in names):
+            return self._readers
+        return None
 
     def _read_concurrently(self, names: list[str], index: NDArray[np.int64]) -> dict[str, Any]:
         """``array[index]`` of several arrays at once, in one pass of zarr's event loop."""
