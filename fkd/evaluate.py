@@ -34,7 +34,7 @@ class Accuracy:
     failed: int
 
     def line(self) -> str:
-        return f"top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  on {self.images} images" + (
+        return f"top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  on {self.images} image(s)" + (
             f" ({self.failed} failed to decode, skipped)" if self.failed else ""
         )
 

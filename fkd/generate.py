@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -299,7 +299,7 @@ class DecodeDataset(Dataset[tuple[int, NDArray[np.uint8] | None, str, float]]):
 
 def decoded_images(
     source: ImageSource, indices: Sequence[int], workers: int, max_pixels: int
-) -> Iterator[tuple[int, NDArray[np.uint8] | None, str, float]]:
+) -> Generator[tuple[int, NDArray[np.uint8] | None, str, float], None, None]:
     dataset = DecodeDataset(source, indices, max_pixels)
     if workers == 0:
         yield from (dataset[i] for i in range(len(dataset)))
@@ -565,6 +565,7 @@ def _label_blocks(
             summary.blocks_written += 1
             bar.update(len(images), ok * store.spec.crops_per_image)
     finally:
+        stream.close()  # stops the decode workers now, not whenever the traceback is freed
         bar.close()
         writer.close()
         summary.write_seconds = writer.seconds
@@ -599,7 +600,7 @@ def shard_failures(
     failed = [
         (paths[image], reason)
         for image, reason in store.failures()
-        if store.block_of(image) % count == index
+        if store.block_of(image) % count == index and committed[store.block_of(image)]
     ]
     return images, failed
 

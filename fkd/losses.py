@@ -88,7 +88,8 @@ def kl_divergence(
     ``KL(p ‖ q) = Σ_c p_c (log p_c − log q_c)``, with ``p_c log p_c = 0`` where
     ``p_c = 0`` (``torch.xlogy``).  The ``T²`` factor keeps gradient magnitudes
     comparable across temperatures (Hinton et al. 2015): ``∂KL/∂z = (q − p)/T``
-    shrinks as ``1/T`` for the softened distributions, ``T²`` restores the scale.
+    and, for soft distributions, ``q − p`` itself shrinks as ``1/T``, so the
+    gradients scale as ``1/T²``; ``T²`` restores the scale.
 
     ``targets`` are taken as already tempered: the store records
     ``softmax(teacher / T_store)``, so pass ``temperature = T_store`` (or

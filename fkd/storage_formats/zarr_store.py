@@ -202,12 +202,8 @@ class LabelStore:
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
         read_only = mode == "r"
-        if (
-            isinstance(location, (str, Path))
-            and not is_url(location)
-            and not Path(location).exists()
-        ):
-            raise StoreError(f"{location}: no such store (check the path)")
+        if isinstance(location, (str, Path)) and not is_url(location):
+            _check_local_location(Path(location))
         store = open_zarr_store(location, read_only=read_only)
         spec = validate_store_metadata(store, str(location))
         try:
@@ -280,7 +276,9 @@ class LabelStore:
     def failures(self) -> list[tuple[int, str]]:
         """(image index, reason) for every image recorded as failed in a committed block."""
         status = self.per_image("image_status")
-        failed = [int(i) for i in np.flatnonzero(status == STATUS_FAILED)]
+        committed = np.repeat(self.committed_mask(refresh=True), self.spec.block_size)
+        in_committed = committed[: self.spec.num_images]
+        failed = [int(i) for i in np.flatnonzero((status == STATUS_FAILED) & in_committed)]
         if not failed:
             return []
         reasons = self._read("image_error", np.asarray(failed))
@@ -469,6 +467,13 @@ def validate_store_metadata(store: Store, where: str) -> StoreSpec:
         doc = parse_json_document(read_key(store, key), f"{where}/{key}")
         check_array_metadata(doc, layout, where)
     return spec
+
+
+def _check_local_location(path: Path) -> None:
+    if not path.exists():
+        raise StoreError(f"{path}: no such store (check the path)")
+    if path.is_file() and path.suffix != ".zip":
+        raise StoreError(f"{path} is a file, not a store (a directory or a .zip)")
 
 
 def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
