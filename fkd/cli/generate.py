@@ -90,8 +90,9 @@ from fkd.cli.options import device_options, library_errors, parse_pair, parse_sh
     "--interpolation",
     type=click.Choice(["bilinear", "bicubic"]),
     default=None,
-    help="Crop resampling (default: the teacher's own). Bilinear takes the batched "
-    "fast path; bicubic resizes crop by crop.",
+    help="Crop resampling [default: bilinear, the batched fast path]. bicubic resizes crop "
+    "by crop with torchvision's exact path (slower; --check-fidelity measures the "
+    "difference). Recorded in the store as teacher.interpolation.",
 )
 @click.option(
     "--batch-size",
@@ -135,6 +136,16 @@ from fkd.cli.options import device_options, library_errors, parse_pair, parse_sh
     help="Reuse the crop boxes and flips of an existing store (same images), so a "
     "second teacher labels the very same crops.",
 )
+@click.option(
+    "--check-fidelity",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="After labelling, run N images through the exact reference crop "
+    "path and report KL(reference || fast path), KL(teacher || stored label) and "
+    "top-1 agreement.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @library_errors
 def generate_command(
@@ -162,6 +173,7 @@ def generate_command(
     hash_files: bool,
     max_failures: float,
     reference: str | None,
+    check_fidelity: int,
     quiet: bool,
 ) -> None:
     """Label M random-resized crops of every image in DATA with a teacher, into STORE.
@@ -202,6 +214,7 @@ def generate_command(
         hash_files=hash_files,
         max_failures=max_failures,
         reference=reference,
+        check_fidelity=check_fidelity,
     )
     summary = generate(config, progress=False if quiet else None)
     for line in summary.lines():
