@@ -50,7 +50,6 @@ from fkd.storage_formats.spec import diff_generation
 from fkd.storage_formats.zarr_store import is_url
 from fkd.teachers import LoadedTeacher, load_teachers
 
-
 DEFAULT_CROP_INTERPOLATION = "bilinear"
 
 

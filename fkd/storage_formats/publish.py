@@ -87,12 +87,21 @@ def dataset_card(store: LabelStore, name: str) -> str:
     software = ", ".join(f"{k} {v}" for k, v in spec.software.items()) or "-"
     rows = [
         ("teacher", f"`{teacher.spec}` (weights sha256 `{teacher.weights_sha256 or '-'}`)"),
-        ("teacher input", f"{teacher.input_size} px, {teacher.interpolation}, "
-                          f"mean {list(teacher.mean)}, std {list(teacher.std)}"),
-        ("labels", f"`{codec.name}`, K={codec.k}, C={codec.num_classes}, "
-                   f"temperature {codec.temperature}, {codec.value_dtype} values"),
-        ("crops", f"sampler `{crops.sampler}`, seed {crops.seed}, scale {list(crops.scale)}, "
-                  f"ratio {[round(r, 4) for r in crops.ratio]}, flip {crops.flip_prob}"),
+        (
+            "teacher input",
+            f"{teacher.input_size} px, {teacher.interpolation}, "
+            f"mean {list(teacher.mean)}, std {list(teacher.std)}",
+        ),
+        (
+            "labels",
+            f"`{codec.name}`, K={codec.k}, C={codec.num_classes}, "
+            f"temperature {codec.temperature}, {codec.value_dtype} values",
+        ),
+        (
+            "crops",
+            f"sampler `{crops.sampler}`, seed {crops.seed}, scale {list(crops.scale)}, "
+            f"ratio {[round(r, 4) for r in crops.ratio]}, flip {crops.flip_prob}",
+        ),
         ("images manifest", f"digest `{spec.manifest_digest}`"),
         ("created", f"{spec.created or '-'} with {software}"),
     ]
