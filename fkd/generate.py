@@ -183,6 +183,7 @@ def build_spec(
         manifest_digest=manifest.digest(),
         block_size=config.block_size,
         max_path_bytes=max(manifest.max_path_bytes, 16),
+        file_hashes=manifest.sha256 is not None,
         software=software_versions(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -585,7 +586,7 @@ def _open_reference(config: GenerateConfig, source: ImageSource) -> LabelStore |
     if config.reference is None:
         return None
     reference = LabelStore.open(config.reference)
-    if reference.spec.manifest_digest != source.manifest.digest():
+    if reference.manifest.without_hashes() != source.manifest.without_hashes():
         raise GenerateError(
             f"--reference {config.reference} was made from a different image list than "
             f"{config.data}; a reference store must describe the same images"

@@ -496,12 +496,14 @@ def build_source(
 ) -> ImageSource:
     """Sort by path, build the manifest, hash when asked."""
     ordered = sorted(found, key=lambda image: image.path)
+    paths = [image.path for image in ordered]
+    digests = tuple(sha256_of(root / path) for path in paths) if hash_files else None
     manifest = Manifest.build(
-        [image.path for image in ordered],
+        paths,
         [image.nbytes for image in ordered],
         [image.target for image in ordered],
+        sha256=digests,
     )
-    digests = tuple(sha256_of(root / path) for path in manifest.paths) if hash_files else None
     return ImageSource(root, manifest, class_names, digests)
 
 

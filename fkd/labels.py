@@ -88,8 +88,9 @@ def register_torch_decoder(name: str) -> Callable[[TorchDecoder], TorchDecoder]:
     return register
 
 
-def decode_torch(encoded: Mapping[str, Any], spec: CodecSpec,
-                 device: torch.device | str | None = None) -> torch.Tensor:
+def decode_torch(
+    encoded: Mapping[str, Any], spec: CodecSpec, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Dense float32 soft labels ``[..., C]`` rebuilt on ``device`` from stored fields.
 
     ``encoded`` maps field names to numpy arrays or tensors as the store holds
@@ -98,10 +99,16 @@ def decode_torch(encoded: Mapping[str, Any], spec: CodecSpec,
     try:
         decoder = _TORCH_DECODERS[spec.name]
     except KeyError:
-        raise ValueError(f"no torch decoder for codec {spec.name!r}; codecs with one are "
-                         f"{sorted(_TORCH_DECODERS)}") from None
-    tensors = {name: torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
-                                     else value, device=device) for name, value in encoded.items()}
+        raise ValueError(
+            f"no torch decoder for codec {spec.name!r}; codecs with one are "
+            f"{sorted(_TORCH_DECODERS)}"
+        ) from None
+    tensors = {
+        name: torch.as_tensor(
+            np.asarray(value) if not isinstance(value, torch.Tensor) else value, device=device
+        )
+        for name, value in encoded.items()
+    }
     index = tensors.get("index")
     if index is not None:
         index = index.long()
@@ -125,15 +132,17 @@ def normalise_rows_torch(dense: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, dense / total.clamp_min(1e-30), uniform)
 
 
-def _scatter(index: torch.Tensor, values: torch.Tensor, fill: torch.Tensor,
-             num_classes: int) -> torch.Tensor:
+def _scatter(
+    index: torch.Tensor, values: torch.Tensor, fill: torch.Tensor, num_classes: int
+) -> torch.Tensor:
     dense = fill[..., None].expand(*index.shape[:-1], num_classes).clone()
     return dense.scatter_(-1, index, values)
 
 
 @register_torch_decoder("hard")
-def _decode_hard(index: torch.Tensor | None, value: torch.Tensor | None,
-                 spec: CodecSpec) -> torch.Tensor:
+def _decode_hard(
+    index: torch.Tensor | None, value: torch.Tensor | None, spec: CodecSpec
+) -> torch.Tensor:
     assert index is not None
     kept = index[..., None]
     zeros = torch.zeros(kept.shape[:-1], device=kept.device)
@@ -141,17 +150,20 @@ def _decode_hard(index: torch.Tensor | None, value: torch.Tensor | None,
 
 
 @register_torch_decoder("smoothing")
-def _decode_smoothing(index: torch.Tensor | None, value: torch.Tensor | None,
-                      spec: CodecSpec) -> torch.Tensor:
+def _decode_smoothing(
+    index: torch.Tensor | None, value: torch.Tensor | None, spec: CodecSpec
+) -> torch.Tensor:
     assert index is not None and value is not None
     fill = (1.0 - value).clamp_min(0.0) / max(spec.num_classes - 1, 1)
-    return normalise_rows_torch(_scatter(index[..., None], value[..., None], fill,
-                                         spec.num_classes))
+    return normalise_rows_torch(
+        _scatter(index[..., None], value[..., None], fill, spec.num_classes)
+    )
 
 
 @register_torch_decoder("marginal_smoothing")
-def _decode_marginal_smoothing(index: torch.Tensor | None, value: torch.Tensor | None,
-                               spec: CodecSpec) -> torch.Tensor:
+def _decode_marginal_smoothing(
+    index: torch.Tensor | None, value: torch.Tensor | None, spec: CodecSpec
+) -> torch.Tensor:
     assert index is not None and value is not None
     others = spec.num_classes - spec.k
     if others > 0:
@@ -162,8 +174,9 @@ def _decode_marginal_smoothing(index: torch.Tensor | None, value: torch.Tensor |
 
 
 @register_torch_decoder("marginal_renorm")
-def _decode_marginal_renorm(index: torch.Tensor | None, value: torch.Tensor | None,
-                            spec: CodecSpec) -> torch.Tensor:
+def _decode_marginal_renorm(
+    index: torch.Tensor | None, value: torch.Tensor | None, spec: CodecSpec
+) -> torch.Tensor:
     assert index is not None and value is not None
     all_zero = value.sum(dim=-1, keepdim=True) <= 0
     value = torch.where(all_zero, torch.ones_like(value), value)
@@ -172,7 +185,8 @@ def _decode_marginal_renorm(index: torch.Tensor | None, value: torch.Tensor | No
 
 
 @register_torch_decoder("full")
-def _decode_full(index: torch.Tensor | None, value: torch.Tensor | None,
-                 spec: CodecSpec) -> torch.Tensor:
+def _decode_full(
+    index: torch.Tensor | None, value: torch.Tensor | None, spec: CodecSpec
+) -> torch.Tensor:
     assert value is not None
     return normalise_rows_torch(value)

@@ -46,6 +46,7 @@ SPEC_KEYS = {
     "block_size",
     "images_per_chunk",
     "max_path_bytes",
+    "file_hashes",
     "manifest_digest",
     "codec",
     "crops",

@@ -65,7 +65,7 @@ def test_inspect_prints_the_right_counts(photo_store) -> None:
     assert result.exit_code == 0, result.output
     assert "images 3, crops per image 4, blocks committed 2/2" in result.output
     assert "codec marginal_smoothing  K=5  C=1000" in result.output
-    assert "teacher efficientnet_lite0  input 224 bicubic" in result.output
+    assert "teacher efficientnet_lite0  input 224 bilinear" in result.output
     assert (
         "failed images 1" in result.output and "coffee/empty.jpg: zero-byte file" in result.output
     )

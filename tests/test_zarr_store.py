@@ -343,11 +343,14 @@ def test_a_chunk_declaring_more_than_its_size_is_refused_before_allocation(tmp_p
         LabelStore.open(tmp_path / "s.zarr").read_image(0)
 
 
-@pytest.mark.parametrize("codec,sampler", [
-    (CodecSpec("marginal_smoothing", 300, k=5), "fkd-rrc-v1"),
-    (CodecSpec("hard", 50), "stored"),
-    (CodecSpec("full", 50, k=50, value_dtype="float16"), "fkd-rrc-v1"),
-])
+@pytest.mark.parametrize(
+    "codec,sampler",
+    [
+        (CodecSpec("marginal_smoothing", 300, k=5), "fkd-rrc-v1"),
+        (CodecSpec("hard", 50), "stored"),
+        (CodecSpec("full", 50, k=50, value_dtype="float16"), "fkd-rrc-v1"),
+    ],
+)
 def test_direct_shard_reads_equal_zarr_reads(tmp_path, codec, sampler) -> None:
     spec = make_spec(num_images=37, codec=codec, sampler=sampler, block_size=16)
     store = write_store(tmp_path / "s.zarr", spec)
@@ -357,8 +360,9 @@ def test_direct_shard_reads_equal_zarr_reads(tmp_path, codec, sampler) -> None:
     for image in range(37):
         fast = reader.read_image(image)
         for field in fast.labels:
-            np.testing.assert_array_equal(fast.labels[field][0],
-                                          store.array(f"label_{field}")[image])
+            np.testing.assert_array_equal(
+                fast.labels[field][0], store.array(f"label_{field}")[image]
+            )
         if sampler == "stored":
             np.testing.assert_array_equal(fast.flips[0], store.array("crop_flip")[image])
 
@@ -371,3 +375,27 @@ def test_the_direct_reader_is_only_used_for_fkd_chains(tmp_path) -> None:
     assert is_fkd_chain(doc)
     doc["codecs"][0]["configuration"]["codecs"][1] = {"name": "gzip", "configuration": {}}
     assert not is_fkd_chain(doc)
+
+
+def test_content_hashes_are_recorded_and_checked(tmp_path) -> None:
+    import dataclasses
+
+    from fkd.storage_formats import Manifest
+    from fkd.storage_formats.verify import compare_manifests
+
+    plain = make_manifest()
+    hashes = [f"{i:064x}" for i in range(10)]
+    hashed = Manifest.build(plain.paths, plain.nbytes, plain.targets, sha256=hashes)
+    assert hashed.digest() != plain.digest() and hashed.without_hashes() == plain
+    spec = dataclasses.replace(make_spec(), manifest_digest=hashed.digest(), file_hashes=True)
+    assert "image_sha256" in LabelStore.create(tmp_path / "s.zarr", spec, hashed).layout
+    reader = LabelStore.open(tmp_path / "s.zarr")
+    assert reader.manifest.sha256 == tuple(hashes)
+    assert compare_manifests(reader, hashed) == []
+    changed = Manifest.build(
+        plain.paths, plain.nbytes, plain.targets, sha256=[*hashes[:-1], "f" * 64]
+    )
+    (problem,) = compare_manifests(reader, changed)
+    assert "1 images changed content (sha256)" in problem.what and "image009" in problem.what
+    with pytest.raises(ValueError, match="file_hashes"):
+        LabelStore.create(tmp_path / "t.zarr", spec, plain)

@@ -25,8 +25,14 @@ def register_commands() -> None:
     from fkd.cli.teacher_eval import teacher_eval_command
     from fkd.cli.verify import verify_command
 
-    for command in (generate_command, teacher_eval_command, inspect_command, verify_command,
-                    convert_command, publish_command):
+    for command in (
+        generate_command,
+        teacher_eval_command,
+        inspect_command,
+        verify_command,
+        convert_command,
+        publish_command,
+    ):
         cli.add_command(command)
 
 

@@ -30,8 +30,10 @@ def verify_command(store: str, data: Path | None) -> None:
     manifest = None
     if data is not None:
         from fkd.images import scan_source
+        from fkd.storage_formats import LabelStore
 
-        manifest = scan_source(data).manifest
+        hashed = LabelStore.open(store).spec.file_hashes
+        manifest = scan_source(data, hash_files=hashed).manifest
     problems = verify_store(store, manifest)
     if problems:
         for problem in problems:

@@ -80,6 +80,7 @@ def store_layout(spec: StoreSpec) -> dict[str, ArrayLayout]:
         per_image("image_path", np.uint8, (spec.max_path_bytes,), "create"),
         per_image("image_nbytes", np.uint64, (), "create"),
         per_image("image_target", np.int32, (), "create"),
+        *([per_image("image_sha256", np.uint8, (32,), "create")] if spec.file_hashes else []),
         per_image("image_height", np.uint32, (), "block"),
         per_image("image_width", np.uint32, (), "block"),
         per_image("image_status", np.uint8, (), "block"),

@@ -41,6 +41,7 @@ class Manifest:
     paths: tuple[str, ...]
     nbytes: NDArray[np.uint64]
     targets: NDArray[np.int32]
+    sha256: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         paths = tuple(check_relative_path(p) for p in self.paths)
@@ -56,14 +57,24 @@ class Manifest:
             )
         if len(set(paths)) != len(paths):
             raise ValueError("manifest paths must be unique")
+        if self.sha256 is not None:
+            hashes = tuple(str(h) for h in self.sha256)
+            if len(hashes) != len(paths) or not all(_is_sha256(h) for h in hashes):
+                raise ValueError("manifest sha256 needs one 64-hex-digit digest per image")
+            object.__setattr__(self, "sha256", hashes)
 
     @classmethod
     def build(
-        cls, paths: Sequence[str], nbytes: Sequence[int], targets: Sequence[int] | None = None
+        cls,
+        paths: Sequence[str],
+        nbytes: Sequence[int],
+        targets: Sequence[int] | None = None,
+        sha256: Sequence[str] | None = None,
     ) -> Manifest:
         count = len(paths)
         target_array = np.full(count, NO_TARGET) if targets is None else np.asarray(targets)
-        return cls(tuple(paths), np.asarray(nbytes), target_array)
+        hashes = None if sha256 is None else tuple(sha256)
+        return cls(tuple(paths), np.asarray(nbytes), target_array, hashes)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Manifest) and self.digest() == other.digest()
@@ -79,14 +90,38 @@ class Manifest:
         return max(len(p.encode("utf-8")) for p in self.paths)
 
     def digest(self) -> str:
-        """sha256 over lines ``path<TAB>nbytes<TAB>target<LF>``, in order."""
+        """sha256 over lines ``path<TAB>nbytes<TAB>target<LF>``, in order.
+
+        With content hashes, each line is ``path<TAB>nbytes<TAB>target<TAB>sha256<LF>``.
+        """
         h = hashlib.sha256()
-        for path, size, target in zip(self.paths, self.nbytes, self.targets, strict=True):
-            h.update(f"{path}\t{int(size)}\t{int(target)}\n".encode())
+        hashes = self.sha256 or ("",) * len(self.paths)
+        rows = zip(self.paths, self.nbytes, self.targets, hashes, strict=True)
+        for path, size, target, content in rows:
+            tail = f"\t{content}" if content else ""
+            h.update(f"{path}\t{int(size)}\t{int(target)}{tail}\n".encode())
         return "sha256:" + h.hexdigest()
+
+    def without_hashes(self) -> Manifest:
+        return Manifest(self.paths, self.nbytes, self.targets)
 
     def index_of(self) -> dict[str, int]:
         return {path: i for i, path in enumerate(self.paths)}
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def encode_hashes(hashes: Sequence[str]) -> NDArray[np.uint8]:
+    """Hex sha256 digests to a ``[n, 32]`` uint8 array."""
+    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hashes), dtype=np.uint8).reshape(
+        len(hashes), 32
+    )
+
+
+def decode_hashes(raw: NDArray[Any]) -> tuple[str, ...]:
+    return tuple(bytes(row).hex() for row in np.asarray(raw, dtype=np.uint8))
 
 
 def encode_paths(paths: Sequence[str], width: int) -> NDArray[np.uint8]:

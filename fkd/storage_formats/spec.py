@@ -226,6 +226,7 @@ class StoreSpec:
     block_size: int = 256
     images_per_chunk: int = 0
     max_path_bytes: int = 256
+    file_hashes: bool = False
     format_version: int = FORMAT_VERSION
     software: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
@@ -271,6 +272,7 @@ class StoreSpec:
             f"teacher.class_names has {0 if names is None else len(names)} names for "
             f"num_classes={self.codec.num_classes}",
         )
+        _require(isinstance(self.file_hashes, bool), "file_hashes must be true or false")
         object.__setattr__(self, "software", dict(self.software))
 
     @property
@@ -302,6 +304,7 @@ class StoreSpec:
             "block_size": self.block_size,
             "images_per_chunk": self.images_per_chunk,
             "max_path_bytes": self.max_path_bytes,
+            "file_hashes": self.file_hashes,
             "manifest_digest": self.manifest_digest,
             "codec": self.codec.to_dict(),
             "crops": self.crops.to_dict(),

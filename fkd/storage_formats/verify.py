@@ -197,9 +197,10 @@ def check_boxes(
 def compare_manifests(store: LabelStore, scanned: Manifest) -> list[Problem]:
     """Differences between the store's manifest and one scanned from the image folder."""
     stored = store.manifest
+    problems = compare_hashes(stored, scanned)
+    stored, scanned = stored.without_hashes(), scanned.without_hashes()
     if stored == scanned:
-        return []
-    problems = []
+        return problems
     mine, theirs = set(stored.paths), set(scanned.paths)
     missing = sorted(mine - theirs)
     extra = sorted(theirs - mine)
@@ -233,6 +234,25 @@ def compare_manifests(store: LabelStore, scanned: Manifest) -> list[Problem]:
     if not problems:
         problems.append(Problem("data", "the folder's targets differ from the store's manifest"))
     return problems
+
+
+def compare_hashes(stored: Manifest, scanned: Manifest) -> list[Problem]:
+    """Images whose content hash changed, when both manifests have hashes."""
+    if stored.sha256 is None or scanned.sha256 is None:
+        return []
+    now = dict(zip(scanned.paths, scanned.sha256, strict=True))
+    changed = [
+        p for p, h in zip(stored.paths, stored.sha256, strict=True) if p in now and now[p] != h
+    ]
+    if not changed:
+        return []
+    return [
+        Problem(
+            "data",
+            f"{len(changed)} images changed content (sha256) since the store "
+            f"was made, e.g. {changed[:3]}",
+        )
+    ]
 
 
 def chunk_key(layout: ArrayLayout, block: int) -> str:

@@ -44,7 +44,13 @@ from fkd.storage_formats.layout import (
     label_array_name,
     store_layout,
 )
-from fkd.storage_formats.manifest import Manifest, decode_paths, encode_paths
+from fkd.storage_formats.manifest import (
+    Manifest,
+    decode_hashes,
+    decode_paths,
+    encode_hashes,
+    encode_paths,
+)
 from fkd.storage_formats.shard_reader import ShardRowReader
 from fkd.storage_formats.spec import StoreSpec
 from fkd.storage_formats.validation import (
@@ -261,10 +267,16 @@ class LabelStore:
     @property
     def manifest(self) -> Manifest:
         paths = decode_paths(self._read("image_path", slice(None)))
+        hashes = (
+            decode_hashes(self._read("image_sha256", slice(None)))
+            if self.spec.file_hashes
+            else None
+        )
         return Manifest(
             tuple(paths),
             self._read("image_nbytes", slice(None)),
             self._read("image_target", slice(None)),
+            hashes,
         )
 
     def per_image(self, name: str) -> NDArray[Any]:
@@ -420,6 +432,9 @@ class LabelStore:
         self._array("image_path")[:] = encode_paths(manifest.paths, width)
         self._array("image_nbytes")[:] = manifest.nbytes
         self._array("image_target")[:] = manifest.targets
+        if self.spec.file_hashes:
+            assert manifest.sha256 is not None
+            self._array("image_sha256")[:] = encode_hashes(manifest.sha256)
 
     def _block_arrays(self, block: int, data: BlockData, count: int) -> dict[str, NDArray[Any]]:
         """Validate one block's data and return it by array name."""
@@ -479,6 +494,8 @@ def _check_local_location(path: Path) -> None:
 def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
     if len(manifest) != spec.num_images:
         raise ValueError(f"manifest has {len(manifest)} images but the spec says {spec.num_images}")
+    if (manifest.sha256 is not None) != spec.file_hashes:
+        raise ValueError("the spec's file_hashes and the manifest's sha256 disagree")
     if manifest.digest() != spec.manifest_digest:
         raise ValueError("the spec's manifest_digest does not match the manifest")
     if manifest.max_path_bytes > spec.max_path_bytes:
