@@ -114,3 +114,17 @@ def test_an_unreachable_url_is_a_one_line_error(http_root) -> None:
     result = CliRunner().invoke(cli, ["inspect", f"{http_root}/no-such-store"])
     assert result.exit_code == 1
     assert "zarr.json is missing" in result.output and "Traceback" not in result.output
+
+
+def test_a_local_chunk_cache_serves_repeated_reads(published, http_root, tmp_path) -> None:
+    url = f"{http_root}/labels"
+    cache = tmp_path / "cache"
+    first = LabelStore.open(url, cache=cache).read_images([0, 5, 9])
+    cached_files = sorted(cache.iterdir())
+    # zarr.json documents, per-image chunks and the label shards (read by byte range).
+    assert len(cached_files) >= 8
+    again = LabelStore.open(url, cache=cache).read_images([0, 5, 9])
+    np.testing.assert_array_equal(first.labels["index"], again.labels["index"])
+    assert sorted(cache.iterdir()) == cached_files  # served from the cache, nothing new
+    local = LabelStore.open(published).read_images([0, 5, 9])
+    np.testing.assert_array_equal(again.labels["value"], local.labels["value"])

@@ -203,20 +203,36 @@ class LabelStore:
         return handle
 
     @classmethod
-    def open(cls, location: str | Path | Store, mode: str = "r") -> LabelStore:
-        """Open an existing store after validating its metadata (see ``validation``)."""
+    def open(
+        cls, location: str | Path | Store, mode: str = "r", cache: str | Path | None = None
+    ) -> LabelStore:
+        """Open an existing store after validating its metadata (see ``validation``).
+
+        ``cache`` is a local folder that keeps the chunks of a remote (URL) store once read.
+        """
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
         read_only = mode == "r"
+        if cache is not None and is_url(location):
+            if not read_only:
+                raise StoreError(f"{location}: a chunk cache is for reading only; use mode 'r'")
+            from fkd.storage_formats.chunk_cache import LocalChunkCache
+
+            cached = LocalChunkCache(open_zarr_store(location, read_only=True), cache)
+            return cls._open_validated(cached, str(location), read_only, "r")
         if isinstance(location, (str, Path)) and not is_url(location):
             _check_local_location(Path(location))
         store = open_zarr_store(location, read_only=read_only)
-        spec = validate_store_metadata(store, str(location))
+        return cls._open_validated(store, str(location), read_only, mode)
+
+    @classmethod
+    def _open_validated(cls, store: Store, location: str, read_only: bool, mode: str) -> LabelStore:
+        spec = validate_store_metadata(store, location)
         try:
             group = zarr.open_group(store, mode="r" if read_only else "r+", use_consolidated=False)
         except Exception as exc:  # zarr raises several types for unreadable metadata
             raise StoreFormatError(f"{location}: cannot open as a Zarr v3 group: {exc}") from None
-        return cls(group, spec, str(location), read_only=read_only)
+        return cls(group, spec, location, read_only=read_only)
 
     # Blocks ------------------------------------------------------------------
 
