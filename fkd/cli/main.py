@@ -19,10 +19,12 @@ def cli() -> None:
 
 def register_commands() -> None:
     from fkd.cli.convert import convert_command
+    from fkd.cli.eval import eval_command
     from fkd.cli.generate import generate_command
     from fkd.cli.inspect import inspect_command
     from fkd.cli.publish import publish_command
     from fkd.cli.teacher_eval import teacher_eval_command
+    from fkd.cli.train import train_command
     from fkd.cli.verify import verify_command
 
     for command in (
@@ -32,6 +34,8 @@ def register_commands() -> None:
         verify_command,
         convert_command,
         publish_command,
+        train_command,
+        eval_command,
     ):
         cli.add_command(command)
 

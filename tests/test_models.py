@@ -1,0 +1,126 @@
+"""The model registry: built-ins build and run, names are checked, duplicates refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fkd.models import registry
+from fkd.models.registry import (
+    ModelError,
+    build_model,
+    model_defaults,
+    model_names,
+    register_model,
+)
+
+SMALL = ("cnn_4_8_16", "cnn_8_16_32", "cnn_teacher")
+
+
+def test_builtins_are_registered() -> None:
+    assert set(model_names()) >= {*SMALL, "efficientnet_lite0"}
+
+
+@pytest.mark.parametrize("arch", SMALL)
+@pytest.mark.parametrize("size", [28, 32])
+def test_small_cnns_build_and_give_logits(arch: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, 10).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, size, size))
+    assert out.shape == (3, 10)
+    assert torch.isfinite(out).all()
+    defaults = model_defaults(arch)
+    assert defaults.input_size == 28
+    assert defaults.mean == defaults.std == (0.5, 0.5, 0.5)
+
+
+def test_small_cnn_widths_and_channels() -> None:
+    model = build_model("cnn_4_8_16", 7, in_channels=1)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [4, 8, 16]
+    assert convs[0].in_channels == 1
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)
+    sizes = {arch: sum(p.numel() for p in build_model(arch, 10).parameters()) for arch in SMALL}
+    assert sizes["cnn_4_8_16"] < sizes["cnn_8_16_32"] < sizes["cnn_teacher"]
+
+
+def test_efficientnet_lite0_builds_untrained() -> None:
+    model = build_model("efficientnet_lite0", 5).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+    assert model_defaults("efficientnet_lite0").input_size == 224
+    with pytest.raises(ModelError, match="3 input channels"):
+        build_model("efficientnet_lite0", 5, in_channels=1)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "torchvision:resnet18"])
+def test_torchvision_models_by_name(arch: str) -> None:
+    model = build_model(arch, 4).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+    assert model_defaults(arch).input_size == 224
+
+
+def test_unknown_model_lists_builtins_and_suggests() -> None:
+    with pytest.raises(ModelError) as info:
+        build_model("cnn_8_16_23", 10)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "did you mean cnn_8_16_32" in message
+    for name in SMALL:
+        assert name in message
+    with pytest.raises(ModelError, match="did you mean resnet18"):
+        model_defaults("resnet19")
+
+
+def test_timm_needs_timm_or_builds() -> None:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelError, match="pip install timm"):
+            build_model("timm:resnet18", 10)
+    else:
+        assert build_model("timm:resnet18", 10)(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_register_refuses_duplicates_and_bad_names() -> None:
+    name = "test_only_linear"
+
+    @register_model(name, input_size=8)
+    def linear(num_classes: int, in_channels: int = 3) -> nn.Module:
+        """A test model."""
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    try:
+        assert name in model_names()
+        assert model_defaults(name).input_size == 8
+        assert build_model(name, 3)(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+        with pytest.raises(ModelError, match="already registered"):
+            register_model(name)(linear)
+        with pytest.raises(ModelError, match="already registered"):
+            register_model("cnn_4_8_16")(linear)
+        with pytest.raises(ModelError, match="no ':'"):
+            register_model("timm:mine")
+    finally:
+        registry._REGISTRY.pop(name, None)
+
+
+def test_bad_class_count() -> None:
+    with pytest.raises(ModelError, match="num_classes"):
+        build_model("cnn_4_8_16", 0)
+
+
+def test_builds_on_the_meta_device() -> None:
+    """fkd:<arch> teachers build their skeleton on the meta device first."""
+    with torch.device("meta"):
+        model = build_model("cnn_teacher", 10)
+    assert all(p.is_meta for p in model.parameters())
+
+
+def test_fkd_models_exports_build_model() -> None:
+    """``fkd:<arch>`` teacher specs find the registry through ``fkd.models.build_model``."""
+    import fkd.models
+
+    assert fkd.models.build_model is build_model
