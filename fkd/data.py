@@ -198,11 +198,16 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         check_sizes: bool = True,
         with_labels: bool = True,
         crop_backend: str = "resized_crop",
+        store_cache: str | Path | None = None,
     ) -> None:
         if crop_backend not in CROP_BACKENDS:
             raise ValueError(f"crop_backend must be one of {CROP_BACKENDS}, got {crop_backend!r}")
         self.crop_backend = crop_backend
-        handle = store if isinstance(store, LabelStore) else LabelStore.open(store)
+        # A remote store (URL) with ``store_cache`` keeps its chunks in that local folder.
+        self.store_cache = None if store_cache is None else str(store_cache)
+        handle = (
+            store if isinstance(store, LabelStore) else LabelStore.open(store, cache=store_cache)
+        )
         self.location = handle.location
         self.spec: StoreSpec = handle.spec
         self.crops_per_visit = int(crops_per_visit)
@@ -238,7 +243,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
     def store(self) -> LabelStore:
         """The label store, opened (again) on first use in this process."""
         if self._store is None or self._store_pid != os.getpid():
-            self._store = LabelStore.open(self.location)
+            self._store = LabelStore.open(self.location, cache=self.store_cache)
             self._store_pid = os.getpid()
         return self._store
 
@@ -711,6 +716,7 @@ def make_loader(
     crop_backend: str = "resized_crop",
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
+    store_cache: str | Path | None = None,
 ) -> LoaderParts:
     """A DataLoader of ``batch_images * crops_per_visit`` crops per batch, its dataset and sampler.
 
@@ -732,6 +738,7 @@ def make_loader(
         check_sizes=check_sizes,
         with_labels=with_labels,
         crop_backend=crop_backend,
+        store_cache=store_cache,
     )
     sampler = CropScheduleSampler(
         dataset,

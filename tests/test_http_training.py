@@ -64,10 +64,11 @@ def served(tmp_path, monkeypatch) -> Iterator[tuple[str, Path]]:
         server.wait(timeout=10)
 
 
-def test_the_loader_trains_a_step_reading_labels_over_http(served) -> None:
+def test_the_loader_trains_a_step_reading_labels_over_http(served, tmp_path) -> None:
     url, photos = served
+    cache = tmp_path / "chunk-cache"
     loader, dataset, sampler = make_loader(photos, url, batch_images=2, crops_per_visit=2,
-                                           input_size=32, workers=0)
+                                           input_size=32, workers=0, store_cache=cache)
     set_epoch((dataset, sampler), 0)
     batch = next(iter(loader))
     assert batch["images"].shape == (4, 3, 32, 32)
@@ -83,3 +84,4 @@ def test_the_loader_trains_a_step_reading_labels_over_http(served) -> None:
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True))
+    assert any(cache.iterdir())  # the label shards read over HTTP were kept locally
