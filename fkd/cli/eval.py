@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors
+from fkd.cli.options import evaluation_options, library_errors
 
 
 @click.command("eval")
@@ -28,20 +28,7 @@ from fkd.cli.options import library_errors
     help="The checkpoint's architecture [default: the one it records]; another "
     "architecture is refused.",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Images per forward pass.",
-)
-@click.option(
-    "--crop-pct",
-    type=click.FloatRange(0.1, 1.0),
-    default=0.875,
-    show_default=True,
-    help="Resize the short side to input_size / crop_pct, then centre-crop.",
-)
+@evaluation_options(batch_size=256)
 @click.option(
     "--device",
     default="auto",

@@ -51,6 +51,28 @@ def device_options(func: F) -> F:
     )(func)
 
 
+def evaluation_options(batch_size: int) -> Callable[[F], F]:
+    """--batch-size (images per forward) and --crop-pct, shared by the evaluation commands."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--crop-pct",
+            type=click.FloatRange(0.1, 1.0),
+            default=0.875,
+            show_default=True,
+            help="Resize the short side to input_size / crop_pct, then centre-crop.",
+        )(func)
+        return click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=batch_size,
+            show_default=True,
+            help="Images per forward pass.",
+        )(func)
+
+    return decorate
+
+
 def library_errors(func: F) -> F:
     """Turn library errors a user can cause into one-line click errors (exit status 1)."""
 

@@ -6,26 +6,13 @@ from pathlib import Path
 
 import click
 
-from fkd.cli.options import device_options, library_errors, teacher_options
+from fkd.cli.options import device_options, evaluation_options, library_errors, teacher_options
 
 
 @click.command("teacher-eval")
 @click.argument("data", type=click.Path(path_type=Path))
 @teacher_options
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=128,
-    show_default=True,
-    help="Images per forward pass.",
-)
-@click.option(
-    "--crop-pct",
-    type=click.FloatRange(0.1, 1.0),
-    default=0.875,
-    show_default=True,
-    help="Resize the short side to input_size / crop_pct, then centre-crop.",
-)
+@evaluation_options(batch_size=128)
 @device_options
 @library_errors
 def teacher_eval_command(
