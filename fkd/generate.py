@@ -286,28 +286,83 @@ def blocks_for_shard(store: LabelStore, shard: tuple[int, int]) -> tuple[list[in
 # Decoding ahead of the teacher ------------------------------------------------
 
 
-class DecodeDataset(Dataset[tuple[int, NDArray[np.uint8] | None, str, float]]):
-    """Decodes the images of the blocks to do, in order, in DataLoader workers."""
+@dataclass(frozen=True)
+class CropCutter:
+    """Samples an image's boxes and cuts its M normalised crops (picklable, for workers)."""
 
-    def __init__(self, source: ImageSource, indices: Sequence[int], max_pixels: int) -> None:
+    crops: CropSpec
+    size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def cut(self, index: int, image: NDArray[np.uint8]) -> torch.Tensor:
+        height, width = image.shape[:2]
+        boxes, flips = sample_boxes(
+            self.crops, np.array([index]), np.array([height]), np.array([width])
+        )
+        return self.cut_boxes(image, boxes[0].astype(np.float64), flips[0], "cpu")
+
+    def cut_boxes(
+        self,
+        image: NDArray[np.uint8],
+        boxes: NDArray[np.float64],
+        flips: NDArray[np.bool_],
+        device: torch.device | str,
+    ) -> torch.Tensor:
+        tensor = crop_ops.image_to_tensor(image, device)
+        if self.interpolation == "bilinear":
+            crops = crop_ops.cut_crops(tensor, boxes, flips, self.size)
+        else:
+            crops = crop_ops.cut_crops_reference(
+                tensor, boxes, flips, self.size, self.interpolation
+            )
+        return crop_ops.normalise(crops, self.mean, self.std)
+
+
+Decoded = tuple[int, NDArray[np.uint8] | None, str, float, "torch.Tensor | None"]
+
+
+class DecodeDataset(Dataset[Decoded]):
+    """Decodes the images of the blocks to do, in order, in DataLoader workers.
+
+    With a ``cutter`` (CPU runs) the worker also cuts the image's crops, so the
+    cutting overlaps the teacher instead of running between its forward passes.
+    """
+
+    def __init__(
+        self,
+        source: ImageSource,
+        indices: Sequence[int],
+        max_pixels: int,
+        cutter: CropCutter | None = None,
+    ) -> None:
         self.source = source
         self.indices = list(indices)
         self.max_pixels = max_pixels
+        self.cutter = cutter
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[int, NDArray[np.uint8] | None, str, float]:
+    def __getitem__(self, position: int) -> Decoded:
         index = self.indices[position]
         start = time.perf_counter()
         image, reason = decode_or_reason(self.source.path_of(index), self.max_pixels)
-        return index, image, reason, time.perf_counter() - start
+        crops = None
+        if image is not None and self.cutter is not None:
+            crops = self.cutter.cut(index, image)
+        return index, image, reason, time.perf_counter() - start, crops
 
 
 def decoded_images(
-    source: ImageSource, indices: Sequence[int], workers: int, max_pixels: int
-) -> Generator[tuple[int, NDArray[np.uint8] | None, str, float], None, None]:
-    dataset = DecodeDataset(source, indices, max_pixels)
+    source: ImageSource,
+    indices: Sequence[int],
+    workers: int,
+    max_pixels: int,
+    cutter: CropCutter | None = None,
+) -> Generator[Decoded, None, None]:
+    dataset = DecodeDataset(source, indices, max_pixels, cutter if workers > 0 else None)
     if workers == 0:
         yield from (dataset[i] for i in range(len(dataset)))
         return
@@ -316,7 +371,7 @@ def decoded_images(
         batch_size=None,
         shuffle=False,
         num_workers=workers,
-        prefetch_factor=4,
+        prefetch_factor=2 if cutter is not None else 4,
         collate_fn=_identity,
     )
     yield from loader
@@ -340,11 +395,17 @@ class BlockLabeller:
     reference: LabelStore | None = None
     teacher_seconds: float = 0.0
 
+    @property
+    def cutter(self) -> CropCutter:
+        info = self.spec.teacher
+        return CropCutter(self.spec.crops, info.input_size, info.interpolation, info.mean, info.std)
+
     def label(
         self,
         block: int,
         images: list[tuple[int, NDArray[np.uint8] | None, str]],
         paths: Callable[[int], str],
+        precut: dict[int, torch.Tensor] | None = None,
     ) -> BlockData:
         m = self.spec.crops_per_image
         count = len(images)
@@ -360,7 +421,7 @@ class BlockLabeller:
             status[row] = STATUS_OK
         indices = np.array([index for index, _, _ in images], dtype=np.int64)
         boxes, flips = self.boxes(indices, height, width)
-        probs_rows = self.teacher_outputs(block, images, ok_rows, boxes, flips, paths)
+        probs_rows = self.teacher_outputs(block, images, ok_rows, boxes, flips, paths, precut or {})
         labels = self.encode(probs_rows, ok_rows, count, m)
         stored_boxes = stored_flips = None
         if self.spec.crops.boxes_stored:
@@ -391,15 +452,24 @@ class BlockLabeller:
         boxes: NDArray[np.float64],
         flips: NDArray[np.bool_],
         paths: Callable[[int], str],
+        precut: dict[int, torch.Tensor],
     ) -> list[dict[str, NDArray[Any]]]:
-        """Encoded labels of every crop of the ok images, ``batch_size`` crops per forward."""
-        info = self.spec.teacher
+        """Encoded labels of every crop of the ok images, ``batch_size`` crops per forward.
+
+        Crops cut by a decode worker (``precut``) are used as they are; the others are cut
+        here, on the teacher's device, by the same ``CropCutter``.
+        """
+        cutter = self.cutter
         pending: list[torch.Tensor] = []
         encoded: list[dict[str, NDArray[Any]]] = []
         for row in ok_rows:
-            image = crop_ops.image_to_tensor(images[row][1], self.device)  # type: ignore[arg-type]
-            crops = self.cut(image, boxes[row], flips[row], info.input_size, info.interpolation)
-            pending.append(crop_ops.normalise(crops, info.mean, info.std))
+            index, image, _ = images[row]
+            if index in precut and self.reference is None:
+                crops = precut[index].to(self.device)
+            else:
+                assert image is not None
+                crops = cutter.cut_boxes(image, boxes[row], flips[row], self.device)
+            pending.append(crops)
             while sum(len(p) for p in pending) >= self.batch_size:
                 batch, pending = _take(pending, self.batch_size)
                 encoded.append(self.run_teacher(batch, block, images, ok_rows, paths))
@@ -407,18 +477,6 @@ class BlockLabeller:
             batch, _ = _take(pending, sum(len(p) for p in pending))
             encoded.append(self.run_teacher(batch, block, images, ok_rows, paths))
         return encoded
-
-    @staticmethod
-    def cut(
-        image: torch.Tensor,
-        boxes: NDArray[np.float64],
-        flips: NDArray[np.bool_],
-        size: int,
-        interpolation: str,
-    ) -> torch.Tensor:
-        if interpolation == "bilinear":
-            return crop_ops.cut_crops(image, boxes, flips, size)
-        return crop_ops.cut_crops_reference(image, boxes, flips, size, interpolation)
 
     def run_teacher(
         self,
@@ -556,19 +614,26 @@ def _label_blocks(
     indices = [i for b in todo for i in range(*store.block_range(b))]
     bar = Progress(len(indices), "generate: ", enabled=progress)
     writer = BlockWriter(store)
-    stream = decoded_images(source, indices, config.workers, config.max_pixels)
+    # On CPU, decode workers also cut the crops (not with --reference: its boxes are read).
+    precutting = labeller.device.type == "cpu" and labeller.reference is None
+    stream = decoded_images(
+        source, indices, config.workers, config.max_pixels, labeller.cutter if precutting else None
+    )
     try:
         for block in todo:
             start, stop = store.block_range(block)
             images = []
+            precut: dict[int, torch.Tensor] = {}
             for _ in range(stop - start):
                 wait = time.perf_counter()
-                index, image, reason, _ = next(stream)
+                index, image, reason, _, crops = next(stream)
+                if crops is not None:
+                    precut[index] = crops
                 summary.decode_wait_seconds += time.perf_counter() - wait
                 images.append((index, image, reason))
                 if image is None:
                     summary.failures.append((source.manifest.paths[index], reason))
-            data = labeller.label(block, images, lambda i: source.manifest.paths[i])
+            data = labeller.label(block, images, lambda i: source.manifest.paths[i], precut)
             writer.put(block, data)
             ok = int((data.status == STATUS_OK).sum())
             summary.images += len(images)
