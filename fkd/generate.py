@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -403,30 +403,51 @@ class BlockLabeller:
     def label(
         self,
         block: int,
-        images: list[tuple[int, NDArray[np.uint8] | None, str]],
+        images: Iterable[tuple[int, NDArray[np.uint8] | None, str, torch.Tensor | None]],
+        count: int,
         paths: Callable[[int], str],
-        precut: dict[int, torch.Tensor] | None = None,
     ) -> BlockData:
+        """Label a block's ``count`` images as they arrive from the decode stream.
+
+        Each item is (index, pixels or None, failure reason, crops cut by a decode
+        worker or None).  The teacher runs as soon as ``batch_size`` crops are pending,
+        so decoding the next images overlaps it; batches never cross the block.
+        """
         m = self.spec.crops_per_image
-        count = len(images)
         height = np.zeros(count, dtype=np.uint32)
         width = np.zeros(count, dtype=np.uint32)
         status = np.full(count, STATUS_FAILED, dtype=np.uint8)
-        errors = [reason for _, _, reason in images]
-        ok_rows = [row for row, (_, image, _) in enumerate(images) if image is not None]
-        for row in ok_rows:
-            image = images[row][1]
-            assert image is not None
+        errors = [""] * count
+        indices = np.zeros(count, dtype=np.int64)
+        flips_all = np.zeros((count, m), dtype=bool)
+        ok_rows: list[int] = []
+        pending: list[torch.Tensor] = []
+        encoded: list[dict[str, NDArray[Any]]] = []
+        for row, (index, image, reason, crops) in enumerate(images):
+            indices[row], errors[row] = index, reason
+            if image is None:
+                continue
             height[row], width[row] = image.shape[:2]
             status[row] = STATUS_OK
-        indices = np.array([index for index, _, _ in images], dtype=np.int64)
-        boxes, flips = self.boxes(indices, height, width)
-        probs_rows = self.teacher_outputs(block, images, ok_rows, boxes, flips, paths, precut or {})
-        labels = self.encode(probs_rows, ok_rows, count, m)
+            ok_rows.append(row)
+            boxes, flips = self.boxes(
+                indices[row : row + 1], height[row : row + 1], width[row : row + 1]
+            )
+            flips_all[row] = flips[0]
+            if crops is None or self.reference is not None:
+                crops = self.cutter.cut_boxes(image, boxes[0], flips[0], self.device)
+            pending.append(crops.to(self.device))
+            while sum(len(p) for p in pending) >= self.batch_size:
+                batch, pending = _take(pending, self.batch_size)
+                encoded.append(self.run_teacher(batch, block, indices[ok_rows], paths))
+        if pending:
+            batch, _ = _take(pending, sum(len(p) for p in pending))
+            encoded.append(self.run_teacher(batch, block, indices[ok_rows], paths))
+        labels = self.encode(encoded, ok_rows, count, m)
         stored_boxes = stored_flips = None
         if self.spec.crops.boxes_stored:
             stored_boxes = self.reference_fractions(indices)
-            stored_flips = flips
+            stored_flips = flips_all
         return BlockData(height, width, status, errors, labels, stored_boxes, stored_flips)
 
     def boxes(
@@ -444,55 +465,21 @@ class BlockLabeller:
         assert self.reference is not None
         return self.reference.read_images(indices).boxes
 
-    def teacher_outputs(
-        self,
-        block: int,
-        images: list[tuple[int, NDArray[np.uint8] | None, str]],
-        ok_rows: list[int],
-        boxes: NDArray[np.float64],
-        flips: NDArray[np.bool_],
-        paths: Callable[[int], str],
-        precut: dict[int, torch.Tensor],
-    ) -> list[dict[str, NDArray[Any]]]:
-        """Encoded labels of every crop of the ok images, ``batch_size`` crops per forward.
-
-        Crops cut by a decode worker (``precut``) are used as they are; the others are cut
-        here, on the teacher's device, by the same ``CropCutter``.
-        """
-        cutter = self.cutter
-        pending: list[torch.Tensor] = []
-        encoded: list[dict[str, NDArray[Any]]] = []
-        for row in ok_rows:
-            index, image, _ = images[row]
-            if index in precut and self.reference is None:
-                crops = precut[index].to(self.device)
-            else:
-                assert image is not None
-                crops = cutter.cut_boxes(image, boxes[row], flips[row], self.device)
-            pending.append(crops)
-            while sum(len(p) for p in pending) >= self.batch_size:
-                batch, pending = _take(pending, self.batch_size)
-                encoded.append(self.run_teacher(batch, block, images, ok_rows, paths))
-        if pending:
-            batch, _ = _take(pending, sum(len(p) for p in pending))
-            encoded.append(self.run_teacher(batch, block, images, ok_rows, paths))
-        return encoded
-
     def run_teacher(
         self,
         batch: torch.Tensor,
         block: int,
-        images: list[tuple[int, NDArray[np.uint8] | None, str]],
-        ok_rows: list[int],
+        images: NDArray[np.int64],
         paths: Callable[[int], str],
     ) -> dict[str, NDArray[Any]]:
+        """Teacher probabilities of one batch, checked finite, encoded on the device."""
         start = time.perf_counter()
         with torch.inference_mode(), _autocast(self.device):
             probs = self.teacher.probabilities(
                 batch.contiguous(memory_format=torch.channels_last), self.spec.codec.temperature
             ).float()
         if not bool(torch.isfinite(probs).all()):
-            names = ", ".join(paths(images[row][0]) for row in ok_rows[:5])
+            names = ", ".join(paths(int(index)) for index in images[-5:])
             raise GenerateError(
                 f"block {block}: the teacher returned NaN or infinity (images include {names}); "
                 "nothing of this block was committed: check the teacher and its weights"
@@ -622,29 +609,36 @@ def _label_blocks(
     try:
         for block in todo:
             start, stop = store.block_range(block)
-            images = []
-            precut: dict[int, torch.Tensor] = {}
-            for _ in range(stop - start):
-                wait = time.perf_counter()
-                index, image, reason, _, crops = next(stream)
-                if crops is not None:
-                    precut[index] = crops
-                summary.decode_wait_seconds += time.perf_counter() - wait
-                images.append((index, image, reason))
-                if image is None:
-                    summary.failures.append((source.manifest.paths[index], reason))
-            data = labeller.label(block, images, lambda i: source.manifest.paths[i], precut)
+            data = labeller.label(
+                block,
+                _block_stream(stream, stop - start, source, summary),
+                stop - start,
+                lambda i: source.manifest.paths[i],
+            )
             writer.put(block, data)
             ok = int((data.status == STATUS_OK).sum())
-            summary.images += len(images)
+            summary.images += stop - start
             summary.crops += ok * store.spec.crops_per_image
             summary.blocks_written += 1
-            bar.update(len(images), ok * store.spec.crops_per_image)
+            bar.update(stop - start, ok * store.spec.crops_per_image)
     finally:
         stream.close()  # stops the decode workers now, not whenever the traceback is freed
         bar.close()
         writer.close()
         summary.write_seconds = writer.seconds
+
+
+def _block_stream(
+    stream: Iterator[Decoded], count: int, source: ImageSource, summary: GenerateSummary
+) -> Iterator[tuple[int, NDArray[np.uint8] | None, str, torch.Tensor | None]]:
+    """The next ``count`` decoded images, timing the waits and recording failures."""
+    for _ in range(count):
+        wait = time.perf_counter()
+        index, image, reason, _, crops = next(stream)
+        summary.decode_wait_seconds += time.perf_counter() - wait
+        if image is None:
+            summary.failures.append((source.manifest.paths[index], reason))
+        yield index, image, reason, crops
 
 
 def _open_reference(config: GenerateConfig, source: ImageSource) -> LabelStore | None:
