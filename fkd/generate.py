@@ -41,6 +41,7 @@ from fkd.storage_formats import (
     BlockData,
     CodecSpec,
     CropSpec,
+    ImageBatch,
     LabelStore,
     StoreSpec,
     get_codec,
@@ -420,6 +421,7 @@ class BlockLabeller:
         errors = [""] * count
         indices = np.zeros(count, dtype=np.int64)
         flips_all = np.zeros((count, m), dtype=bool)
+        replayed = self.replayed(block)
         ok_rows: list[int] = []
         pending: list[torch.Tensor] = []
         encoded: list[dict[str, NDArray[Any]]] = []
@@ -430,12 +432,10 @@ class BlockLabeller:
             height[row], width[row] = image.shape[:2]
             status[row] = STATUS_OK
             ok_rows.append(row)
-            boxes, flips = self.boxes(
-                indices[row : row + 1], height[row : row + 1], width[row : row + 1]
-            )
-            flips_all[row] = flips[0]
+            boxes, flips = self.boxes(index, int(height[row]), int(width[row]), row, replayed)
+            flips_all[row] = flips
             if crops is None or self.reference is not None:
-                crops = self.cutter.cut_boxes(image, boxes[0], flips[0], self.device)
+                crops = self.cutter.cut_boxes(image, boxes, flips, self.device)
             pending.append(crops.to(self.device))
             while sum(len(p) for p in pending) >= self.batch_size:
                 batch, pending = _take(pending, self.batch_size)
@@ -445,25 +445,27 @@ class BlockLabeller:
             encoded.append(self.run_teacher(batch, block, indices[ok_rows], paths))
         labels = self.encode(encoded, ok_rows, count, m)
         stored_boxes = stored_flips = None
-        if self.spec.crops.boxes_stored:
-            stored_boxes = self.reference_fractions(indices)
-            stored_flips = flips_all
+        if replayed is not None:
+            stored_boxes, stored_flips = replayed.boxes, flips_all
         return BlockData(height, width, status, errors, labels, stored_boxes, stored_flips)
 
-    def boxes(
-        self, indices: NDArray[np.int64], height: NDArray[Any], width: NDArray[Any]
-    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-        """Pixel boxes ``[n, M, 4]`` and flips: sampled, or replayed from ``--reference``."""
-        if self.reference is not None and self.spec.crops.boxes_stored:
-            batch = self.reference.read_images(indices)
-            scale = np.stack([height, width, height, width], axis=-1)[:, None, :]
-            return batch.boxes * scale, batch.flips
-        pixels, flips = sample_boxes(self.spec.crops, indices, height, width)
-        return pixels.astype(np.float64), flips
+    def replayed(self, block: int) -> ImageBatch | None:
+        """The block's stored boxes and flips in ``--reference``, read once (stored sampler)."""
+        if self.reference is None or not self.spec.crops.boxes_stored:
+            return None
+        return self.reference.read_images(np.arange(*self.spec.block_range(block)))
 
-    def reference_fractions(self, indices: NDArray[np.int64]) -> NDArray[np.float64]:
-        assert self.reference is not None
-        return self.reference.read_images(indices).boxes
+    def boxes(
+        self, index: int, height: int, width: int, row: int, replayed: ImageBatch | None
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Pixel boxes ``[M, 4]`` and flips of one image: sampled, or replayed."""
+        if replayed is not None:
+            scale = np.array([height, width, height, width], dtype=np.float64)
+            return replayed.boxes[row] * scale, replayed.flips[row]
+        pixels, flips = sample_boxes(
+            self.spec.crops, np.array([index]), np.array([height]), np.array([width])
+        )
+        return pixels[0].astype(np.float64), flips[0]
 
     def run_teacher(
         self,

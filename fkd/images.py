@@ -107,14 +107,18 @@ class ImageSource:
     """Where the images are and which ones, in store order.
 
     ``class_names`` is the class of each target index, or ``None`` when the
-    targets are bare integers or absent (-1).  ``sha256`` holds each file's
-    hex digest, in manifest order, when the scan was asked to hash.
+    targets are bare integers or absent (-1).  The manifest carries each file's
+    sha256 when the scan was asked to hash.
     """
 
     root: Path
     manifest: Manifest
     class_names: tuple[str, ...] | None
-    sha256: tuple[str, ...] | None = None
+
+    @property
+    def sha256(self) -> tuple[str, ...] | None:
+        """Each file's hex digest, in manifest order (``None`` unless hashed)."""
+        return self.manifest.sha256
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -504,7 +508,7 @@ def build_source(
         [image.target for image in ordered],
         sha256=digests,
     )
-    return ImageSource(root, manifest, class_names, digests)
+    return ImageSource(root, manifest, class_names)
 
 
 def sha256_of(path: Path) -> str:
