@@ -91,6 +91,19 @@ class GenerateConfig:
 
 
 @dataclass
+class BlockStats:
+    """What labelling one block found and cost: small, so it travels back from a dask worker."""
+
+    block: int
+    images: int = 0
+    crops: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    decode_wait_seconds: float = 0.0
+    teacher_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+
+@dataclass
 class GenerateSummary:
     """What a run did, for the final report.
 
@@ -114,10 +127,21 @@ class GenerateSummary:
     write_seconds: float = 0.0
     complete: bool = False
     fidelity: FidelityReport | None = None
+    dask_workers: int = 0  # > 0: the seconds above are summed over this many dask workers
 
     @property
     def bytes_per_crop(self) -> float:
         return self.bytes_on_disk / max(self.total_crops_in_store, 1)
+
+    def add(self, stats: BlockStats) -> None:
+        """Count one written block."""
+        self.images += stats.images
+        self.crops += stats.crops
+        self.failures.extend(stats.failures)
+        self.blocks_written += 1
+        self.decode_wait_seconds += stats.decode_wait_seconds
+        self.teacher_seconds += stats.teacher_seconds
+        self.write_seconds += stats.write_seconds
 
     def lines(self) -> list[str]:
         return [
@@ -126,9 +150,15 @@ class GenerateSummary:
             f"{self.blocks_skipped}",
             f"store {self.bytes_on_disk} bytes on disk, {self.bytes_per_crop:.2f} bytes/crop"
             + ("" if self.complete else " (store not complete yet: other shards pending)"),
-            f"wall {self.seconds:.1f}s: waiting for decode {self.decode_wait_seconds:.1f}s, "
-            f"teacher {self.teacher_seconds:.1f}s, write {self.write_seconds:.1f}s",
+            f"wall {self.seconds:.1f}s{self._where()}: waiting for decode "
+            f"{self.decode_wait_seconds:.1f}s, teacher {self.teacher_seconds:.1f}s, "
+            f"write {self.write_seconds:.1f}s",
         ] + (self.fidelity.lines() if self.fidelity else [])
+
+    def _where(self) -> str:
+        if not self.dask_workers:
+            return ""
+        return f" on {self.dask_workers} dask worker(s), stage times summed over them"
 
 
 # Building the spec ---------------------------------------------------------
@@ -531,6 +561,7 @@ class BlockWriter:
         self.queue: queue.Queue[tuple[int, BlockData] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.seconds = 0.0
+        self.seconds_by_block: dict[int, float] = {}
         self.thread = threading.Thread(target=self._run, name="fkd-block-writer", daemon=True)
         self.thread.start()
 
@@ -552,7 +583,9 @@ class BlockWriter:
                 self.store.write_block(*item)
             except BaseException as exc:  # re-raised in the caller's thread
                 self.error = exc
-            self.seconds += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds += elapsed
+            self.seconds_by_block[item[0]] = elapsed
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
@@ -565,85 +598,148 @@ class BlockWriter:
 # The run ------------------------------------------------------------------------------
 
 
-def generate(config: GenerateConfig, progress: bool | None = None) -> GenerateSummary:
-    """Run ``fkd generate``: label every uncommitted block of this shard, then report."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run's inputs once the store is open: what to label, with what."""
+
+    source: ImageSource
+    teacher: LoadedTeacher
+    reference: LabelStore | None
+    store: LabelStore
+    todo: tuple[int, ...]
+    skipped: int
+
+
+def prepare_run(config: GenerateConfig, device: torch.device) -> PreparedRun:
+    """Scan DATA, load the teacher on ``device``, create or resume the store, list the work."""
     source = scan_source(config.data, hash_files=config.hash_files)
-    device = resolve_device(config.device)
     teacher = load_teachers(config.teachers, config.weights, device)
-    reference = _open_reference(config, source)
+    reference = open_reference(config, source)
     spec = build_spec(config, source, teacher, reference.spec.crops if reference else None)
     store = open_or_create_store(config.out, spec, source, config.overwrite)
     todo, skipped = blocks_for_shard(store, config.shard)
-    summary = GenerateSummary(blocks_skipped=skipped)
-    labeller = BlockLabeller(store.spec, teacher, device, config.batch_size, reference)
-    _label_blocks(store, source, todo, labeller, config, summary, progress)
-    summary.teacher_seconds = labeller.teacher_seconds
+    return PreparedRun(source, teacher, reference, store, tuple(todo), skipped)
+
+
+def generate(config: GenerateConfig, progress: bool | None = None) -> GenerateSummary:
+    """Run ``fkd generate``: label every uncommitted block of this shard, then report."""
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    run = prepare_run(config, device)
+    summary = GenerateSummary(blocks_skipped=run.skipped)
+    labeller = BlockLabeller(run.store.spec, run.teacher, device, config.batch_size, run.reference)
+    images = sum(stop - start for start, stop in map(run.store.block_range, run.todo))
+    bar = Progress(images, "generate: ", enabled=progress)
+    try:
+        for stats in label_and_write_blocks(
+            run.store, run.source, run.todo, labeller, config.workers, config.max_pixels,
+            on_labelled=lambda stats: bar.update(stats.images, stats.crops),
+        ):  # fmt: skip
+            summary.add(stats)
+    finally:
+        bar.close()
+    finish_summary(summary, run.store, config, started)
+    if config.check_fidelity > 0:
+        summary.fidelity = check_fidelity(
+            run.store, run.source, run.teacher, device, config.check_fidelity, config.batch_size
+        )
+    return summary
+
+
+def finish_summary(
+    summary: GenerateSummary, store: LabelStore, config: GenerateConfig, started: float
+) -> None:
+    """The shard's failures over all its committed blocks, completeness, bytes and wall time."""
     summary.shard_images, summary.shard_failures = shard_failures(store, config.shard)
     summary.complete = store.is_complete()
     summary.bytes_on_disk = store_bytes(config.out)
     summary.total_crops_in_store = store.spec.num_images * store.spec.crops_per_image
     summary.seconds = time.perf_counter() - started
-    if config.check_fidelity > 0:
-        summary.fidelity = check_fidelity(
-            store, source, teacher, device, config.check_fidelity, config.batch_size
-        )
-    return summary
 
 
-def _label_blocks(
+def label_and_write_blocks(
     store: LabelStore,
     source: ImageSource,
-    todo: list[int],
+    blocks: Sequence[int],
     labeller: BlockLabeller,
-    config: GenerateConfig,
-    summary: GenerateSummary,
-    progress: bool | None,
-) -> None:
-    indices = [i for b in todo for i in range(*store.block_range(b))]
-    bar = Progress(len(indices), "generate: ", enabled=progress)
+    workers: int,
+    max_pixels: int,
+    on_labelled: Callable[[BlockStats], None] | None = None,
+) -> list[BlockStats]:
+    """Label ``blocks`` in order and write each one (commit marker last); one stats per block.
+
+    The one pipeline of ``fkd generate``: the single-process run calls it with all
+    of its shard's blocks, a dask task with one.  ``on_labelled`` sees each block's
+    stats once it is labelled (its write may still be under way).  ``workers``
+    decode processes run ahead of the teacher (0: decode inline).
+    """
+    indices = [i for b in blocks for i in range(*store.block_range(b))]
     writer = BlockWriter(store)
     # On CPU, decode workers also cut the crops (not with --reference: its boxes are read).
     precutting = labeller.device.type == "cpu" and labeller.reference is None
     stream = decoded_images(
-        source, indices, config.workers, config.max_pixels, labeller.cutter if precutting else None
+        source, indices, workers, max_pixels, labeller.cutter if precutting else None
     )
+    done: list[BlockStats] = []
     try:
-        for block in todo:
-            start, stop = store.block_range(block)
-            data = labeller.label(
-                block,
-                _block_stream(stream, stop - start, source, summary),
-                stop - start,
-                lambda i: source.manifest.paths[i],
-            )
-            writer.put(block, data)
-            ok = int((data.status == STATUS_OK).sum())
-            summary.images += stop - start
-            summary.crops += ok * store.spec.crops_per_image
-            summary.blocks_written += 1
-            bar.update(stop - start, ok * store.spec.crops_per_image)
+        for block in blocks:
+            labelled = label_one_block(store, source, block, labeller, stream)
+            writer.put(block, labelled.data)
+            done.append(labelled.stats)
+            if on_labelled is not None:
+                on_labelled(labelled.stats)
     finally:
         stream.close()  # stops the decode workers now, not whenever the traceback is freed
-        bar.close()
         writer.close()
-        summary.write_seconds = writer.seconds
+    for stats in done:
+        stats.write_seconds = writer.seconds_by_block.get(stats.block, 0.0)
+    return done
+
+
+@dataclass(frozen=True)
+class LabelledBlock:
+    data: BlockData
+    stats: BlockStats
+
+
+def label_one_block(
+    store: LabelStore,
+    source: ImageSource,
+    block: int,
+    labeller: BlockLabeller,
+    stream: Iterator[Decoded],
+) -> LabelledBlock:
+    """The next block's images from the decode ``stream``, labelled, with their stats."""
+    start, stop = store.block_range(block)
+    stats = BlockStats(block)
+    teacher_before = labeller.teacher_seconds
+    data = labeller.label(
+        block,
+        _block_stream(stream, stop - start, source, stats),
+        stop - start,
+        lambda i: source.manifest.paths[i],
+    )
+    ok = int((data.status == STATUS_OK).sum())
+    stats.images = stop - start
+    stats.crops = ok * store.spec.crops_per_image
+    stats.teacher_seconds = labeller.teacher_seconds - teacher_before
+    return LabelledBlock(data, stats)
 
 
 def _block_stream(
-    stream: Iterator[Decoded], count: int, source: ImageSource, summary: GenerateSummary
+    stream: Iterator[Decoded], count: int, source: ImageSource, stats: BlockStats
 ) -> Iterator[tuple[int, NDArray[np.uint8] | None, str, torch.Tensor | None]]:
     """The next ``count`` decoded images, timing the waits and recording failures."""
     for _ in range(count):
         wait = time.perf_counter()
         index, image, reason, _, crops = next(stream)
-        summary.decode_wait_seconds += time.perf_counter() - wait
+        stats.decode_wait_seconds += time.perf_counter() - wait
         if image is None:
-            summary.failures.append((source.manifest.paths[index], reason))
+            stats.failures.append((source.manifest.paths[index], reason))
         yield index, image, reason, crops
 
 
-def _open_reference(config: GenerateConfig, source: ImageSource) -> LabelStore | None:
+def open_reference(config: GenerateConfig, source: ImageSource) -> LabelStore | None:
     if config.reference is None:
         return None
     reference = LabelStore.open(config.reference)
@@ -706,4 +802,13 @@ def store_bytes(location: str) -> int:
     return total
 
 
-__all__ = ["GenerateConfig", "GenerateError", "GenerateSummary", "failure_message", "generate"]
+__all__ = [
+    "BlockStats",
+    "GenerateConfig",
+    "GenerateError",
+    "GenerateSummary",
+    "failure_message",
+    "generate",
+    "label_and_write_blocks",
+    "prepare_run",
+]
