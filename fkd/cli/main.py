@@ -19,6 +19,7 @@ def cli() -> None:
 
 def register_commands() -> None:
     from fkd.cli.convert import convert_command
+    from fkd.cli.datasets import datasets_command
     from fkd.cli.eval import eval_command
     from fkd.cli.generate import generate_command
     from fkd.cli.inspect import inspect_command
@@ -36,6 +37,7 @@ def register_commands() -> None:
         publish_command,
         train_command,
         eval_command,
+        datasets_command,
     ):
         cli.add_command(command)
 
