@@ -1,4 +1,4 @@
-"""``fkd convert``: the original FKD per-image label files into a store, and back."""
+"""``fkd convert``: original FKD per-image label files into a store and back; re-encode a store."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from fkd.cli.options import library_errors
 @click.option(
     "--to",
     "to_format",
-    type=click.Choice(["fkd-legacy"]),
+    type=click.Choice(["fkd-legacy", "store"]),
     default=None,
-    help="SOURCE is a store; write original FKD files.",
+    help="SOURCE is a store; write original FKD files (fkd-legacy), or a store whose "
+    "labels are re-encoded with --label-type/--topk/--value-dtype from SOURCE's full "
+    "distributions (store; SOURCE made with --label-type full; the teacher is not run).",
 )
 @click.option("--out", required=True, help="The store to create (--from) or folder to fill (--to).")
 @click.option(
@@ -42,16 +44,22 @@ from fkd.cli.options import library_errors
 )
 @click.option(
     "--label-type",
-    type=click.Choice(["marginal_smoothing", "marginal_renorm"]),
     default=None,
-    help="With --from: how to read top-K files (FKD files do not say; default marginal_smoothing).",
+    help="With --from: how to read top-K files, marginal_smoothing (default; FKD files do "
+    "not say) or marginal_renorm. With --to store: the codec to write (any registered).",
+)
+@click.option(
+    "--topk",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="With --to store: K of the top-K codecs.",
 )
 @click.option(
     "--value-dtype",
     type=click.Choice(["float16", "uint8"]),
-    default="float16",
-    show_default=True,
-    help="With --from: stored precision of probabilities.",
+    default=None,
+    help="Stored precision of probabilities [default: float16 with --from, uint8 with --to store].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store (--from).")
 @library_errors
@@ -63,7 +71,8 @@ def convert_command(
     data: Path | None,
     num_classes: int,
     label_type: str | None,
-    value_dtype: str,
+    topk: int,
+    value_dtype: str | None,
     overwrite: bool,
 ) -> None:
     """Convert between the original FKD per-image files and a store.
@@ -71,15 +80,32 @@ def convert_command(
     \b
     fkd convert --from fkd-legacy FKD_DIR --out labels.zarr [--data IMAGES]
     fkd convert --to fkd-legacy labels.zarr --out FKD_DIR
+    fkd convert --to store full.zarr --label-type marginal_smoothing --topk 5 --out top5.zarr
     """
     from fkd import legacy
     from fkd.storage_formats import LabelStore
 
     if (from_format is None) == (to_format is None):
-        raise click.UsageError("give exactly one of --from fkd-legacy or --to fkd-legacy")
+        raise click.UsageError(
+            "give exactly one of --from fkd-legacy, --to fkd-legacy or --to store"
+        )
+    if to_format == "store":
+        _recode(source, out, label_type, topk, value_dtype or "uint8", overwrite)
+        return
     if from_format:
+        if label_type not in (None, "marginal_smoothing", "marginal_renorm"):
+            raise click.BadParameter(
+                f"{label_type!r}: FKD files hold marginal_smoothing or marginal_renorm labels",
+                param_hint="--label-type",
+            )
         store = legacy.import_legacy(
-            Path(source), out, data, num_classes, label_type, value_dtype, overwrite=overwrite
+            Path(source),
+            out,
+            data,
+            num_classes,
+            label_type,
+            value_dtype or "float16",
+            overwrite=overwrite,
         )
         click.echo(
             f"{out}: {store.spec.num_images} images, {store.spec.crops_per_image} crops "
@@ -94,3 +120,22 @@ def convert_command(
         )
     written = sum(1 for _ in legacy.export_legacy(handle, Path(out)))
     click.echo(f"{out}: wrote {written} FKD label files")
+
+
+def _recode(
+    source: str, out: str, label_type: str | None, topk: int, value_dtype: str, overwrite: bool
+) -> None:
+    from fkd.storage_formats import LabelStore
+    from fkd.storage_formats.label_codecs import codec_spec
+    from fkd.storage_formats.transcode import transcode_store
+
+    if label_type is None:
+        raise click.UsageError("--to store needs --label-type (and --topk for the top-K codecs)")
+    handle = LabelStore.open(source)
+    full = handle.spec.codec
+    codec = codec_spec(label_type, full.num_classes, topk, full.temperature, value_dtype)
+    store = transcode_store(handle, out, codec, overwrite=overwrite)
+    click.echo(
+        f"{out}: {store.spec.num_images} images re-encoded as {codec.name} K={codec.k} "
+        f"({codec.value_dtype}) from {source}"
+    )

@@ -59,6 +59,11 @@ class LabelCodec(ABC):
     def check_spec(cls, spec: CodecSpec) -> None:
         """Raise ``ValueError`` if ``spec`` is not valid for this codec."""
 
+    @classmethod
+    def k_for(cls, topk: int, num_classes: int) -> int:
+        """The K this codec stores when asked for ``topk`` (codecs without a choice override)."""
+        return topk
+
     @abstractmethod
     def fields(self) -> tuple[LabelField, ...]:
         """The stored arrays, in a fixed order."""
@@ -135,6 +140,16 @@ def codec_class(name: str) -> type[LabelCodec]:
 def get_codec(spec: CodecSpec) -> LabelCodec:
     """The codec instance for ``spec``."""
     return codec_class(spec.name)(spec)
+
+
+def codec_spec(
+    name: str, num_classes: int, topk: int, temperature: float = 1.0, value_dtype: str = "uint8"
+) -> CodecSpec:
+    """The spec for ``--label-type name --topk topk``: hard and smoothing keep 1, full keeps C."""
+    from fkd.storage_formats.spec import CodecSpec
+
+    k = codec_class(name).k_for(topk, num_classes)
+    return CodecSpec(name, num_classes, k=k, temperature=temperature, value_dtype=value_dtype)
 
 
 # Value precision ------------------------------------------------------------
@@ -231,6 +246,10 @@ class HardCodec(LabelCodec):
     name = "hard"
 
     @classmethod
+    def k_for(cls, topk: int, num_classes: int) -> int:
+        return 1
+
+    @classmethod
     def check_spec(cls, spec: CodecSpec) -> None:
         _expect_k(spec, 1, "1")
 
@@ -253,6 +272,10 @@ class SmoothingCodec(LabelCodec):
     """Top-1 class and its probability; the rest spread evenly over the other C-1."""
 
     name = "smoothing"
+
+    @classmethod
+    def k_for(cls, topk: int, num_classes: int) -> int:
+        return 1
 
     @classmethod
     def check_spec(cls, spec: CodecSpec) -> None:
@@ -333,6 +356,10 @@ class FullCodec(LabelCodec):
     """All C probabilities (a reference for fidelity measurements; large)."""
 
     name = "full"
+
+    @classmethod
+    def k_for(cls, topk: int, num_classes: int) -> int:
+        return num_classes
 
     @classmethod
     def check_spec(cls, spec: CodecSpec) -> None:
