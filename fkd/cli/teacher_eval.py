@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -14,6 +16,7 @@ from fkd.cli.options import device_options, evaluation_options, library_errors, 
 @teacher_options
 @evaluation_options(batch_size=128)
 @device_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @library_errors
 def teacher_eval_command(
     data: Path,
@@ -23,6 +26,7 @@ def teacher_eval_command(
     crop_pct: float,
     device: str,
     workers: int,
+    as_json: bool,
 ) -> None:
     """Evaluate a teacher's top-1/top-5 accuracy on the labelled images in DATA.
 
@@ -36,4 +40,4 @@ def teacher_eval_command(
     accuracy = load_and_evaluate(
         data, teachers, tuple(weights), device, batch_size, workers, crop_pct
     )
-    click.echo(accuracy.line())
+    click.echo(json.dumps(asdict(accuracy)) if as_json else accuracy.line())
