@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -283,7 +284,8 @@ def _create_atomically(
     if overwrite and target.exists():
         LabelStore.create(target, spec, source.manifest, overwrite=True)
         return LabelStore.open(target, mode="r+")
-    staging = target.with_name(f".{target.name}.creating-{os.getpid()}")
+    # Unique per call: two runs in one process (threads) must not share a staging folder.
+    staging = target.with_name(f".{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     LabelStore.create(staging, spec, source.manifest, overwrite=True)
     try:
         if target.exists():
@@ -303,12 +305,17 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
     return data
 
 
-def blocks_for_shard(store: LabelStore, shard: tuple[int, int]) -> tuple[list[int], int]:
-    """(uncommitted blocks b with b mod n == i, number of committed ones skipped)."""
+def shard_blocks(num_blocks: int, shard: tuple[int, int]) -> list[int]:
+    """Every block b with b mod n == i, for ``shard`` = (i, n)."""
     index, count = shard
     if not (count >= 1 and 0 <= index < count):
         raise GenerateError(f"--shard {index}/{count}: expected i/n with 0 <= i < n")
-    mine = [b for b in range(store.num_blocks) if b % count == index]
+    return [b for b in range(num_blocks) if b % count == index]
+
+
+def blocks_for_shard(store: LabelStore, shard: tuple[int, int]) -> tuple[list[int], int]:
+    """(uncommitted blocks b with b mod n == i, number of committed ones skipped)."""
+    mine = shard_blocks(store.num_blocks, shard)
     committed = store.committed_mask(refresh=True)
     todo = [b for b in mine if not committed[b]]
     return todo, len(mine) - len(todo)
@@ -506,7 +513,7 @@ class BlockLabeller:
     ) -> dict[str, NDArray[Any]]:
         """Teacher probabilities of one batch, checked finite, encoded on the device."""
         start = time.perf_counter()
-        with torch.inference_mode(), _autocast(self.device):
+        with torch.inference_mode(), device_autocast(self.device):
             probs = self.teacher.probabilities(
                 batch.contiguous(memory_format=torch.channels_last), self.spec.codec.temperature
             ).float()
@@ -543,7 +550,7 @@ def _take(pending: list[torch.Tensor], count: int) -> tuple[torch.Tensor, list[t
     return joined[:count], rest
 
 
-def _autocast(device: torch.device) -> Any:
+def device_autocast(device: torch.device) -> Any:
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from fkd.cli.options import device_options, library_errors, parse_pair, parse_shard, teacher_options
+
+if TYPE_CHECKING:
+    from fkd.generate import GenerateConfig, GenerateSummary
 
 
 @click.command("generate")
@@ -146,6 +151,35 @@ from fkd.cli.options import device_options, library_errors, parse_pair, parse_sh
     "path and report KL(reference || fast path), KL(teacher || stored label) and "
     "top-1 agreement.",
 )
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the blocks as tasks on the running dask.distributed scheduler at ADDRESS "
+    "(e.g. tcp://node01:8786; one task per uncommitted block of the shard; workers read "
+    "DATA and write STORE on the shared file system). See docs/scaling.md.",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="local:K",
+    help="Run the blocks on a dask cluster of K worker processes started on this machine "
+    "(one thread each; with CUDA GPUs, one GPU per worker). 'local' alone: one worker per "
+    "GPU, else per CPU core. Each dask worker decodes inline unless --workers is given.",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Write nothing: print the image and block counts, the expected store size and "
+    "teacher-hours, measured on a few crops of the first images on --device.",
+)
+@click.option(
+    "--plan-crops-per-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="X",
+    help="With --plan: assume the teacher labels X crops/s instead of measuring it.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @library_errors
 def generate_command(
@@ -174,6 +208,10 @@ def generate_command(
     max_failures: float,
     reference: str | None,
     check_fidelity: int,
+    scheduler: str | None,
+    cluster: str | None,
+    plan: bool,
+    plan_crops_per_s: float | None,
     quiet: bool,
 ) -> None:
     """Label M random-resized crops of every image in DATA with a teacher, into STORE.
@@ -182,7 +220,7 @@ def generate_command(
     exists) or a text/CSV file listing relative paths with optional labels.
     Re-running the same command resumes: committed blocks are skipped.
     """
-    from fkd.generate import GenerateConfig, failure_message, generate
+    from fkd.generate import GenerateConfig, failure_message
 
     if weights and len(weights) != len(teachers):
         raise click.BadParameter(
@@ -216,9 +254,43 @@ def generate_command(
         reference=reference,
         check_fidelity=check_fidelity,
     )
-    summary = generate(config, progress=False if quiet else None)
+    if plan_crops_per_s is not None and not plan:
+        raise click.BadParameter("only applies with --plan", param_hint="--plan-crops-per-s")
+    if plan:
+        from fkd.plan import plan_generation
+
+        for line in plan_generation(config, plan_crops_per_s).lines():
+            click.echo(line)
+        return
+    summary = run_generate(config, scheduler, cluster, quiet)
     for line in summary.lines():
         click.echo(line)
     message = failure_message(summary, max_failures)
     if message:
         raise click.ClickException(message)
+
+
+def run_generate(
+    config: GenerateConfig, scheduler: str | None, cluster: str | None, quiet: bool
+) -> GenerateSummary:
+    """One process, or one dask task per block with --scheduler / --cluster."""
+    from fkd.generate import generate
+
+    progress = False if quiet else None
+    if scheduler is None and cluster is None:
+        return generate(config, progress=progress)
+    from fkd.distributed import ClusterOptions, generate_distributed, parse_cluster
+
+    if scheduler is not None and cluster is not None:
+        raise click.BadParameter(
+            "give --scheduler (a running cluster) or --cluster (start one here), not both",
+            param_hint="--cluster",
+        )
+    try:
+        local = parse_cluster(cluster) if cluster is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cluster") from None
+    source = click.get_current_context().get_parameter_source("workers")
+    decode_workers = config.workers if source == ParameterSource.COMMANDLINE else 0
+    options = ClusterOptions(scheduler, local, decode_workers)
+    return generate_distributed(config, options, progress=progress)

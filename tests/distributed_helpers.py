@@ -1,0 +1,98 @@
+"""Teachers and data for the dask runner tests (importable by dask worker processes).
+
+The teachers are ``module:factory`` specs (``distributed_helpers:make`` ...): a tiny
+seeded conv net with 10 classes at 32 px, one thread, so a block of two 28 px images
+takes milliseconds; ``make_slow`` sleeps per forward pass so that a run can be
+killed mid-way, and ``make_nan`` gives NaN on flat crops (a "poison" image).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data
+from torch import nn
+
+INFO = {
+    "input_size": 32,
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.25, 0.25, 0.25),
+    "interpolation": "bilinear",
+}
+SLOW_SECONDS = 0.4
+
+
+def _net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )  # fmt: skip
+
+
+class Slow(nn.Module):
+    """Sleeps ``SLOW_SECONDS`` per forward pass: a block takes long enough to be killed in."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(SLOW_SECONDS)
+        return self.inner(x)
+
+
+class NaNOnFlat(nn.Module):
+    """NaN logits for crops without any contrast (a flat image), real logits otherwise."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x)
+        flat = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))) < 1e-3
+        return torch.where(flat[:, None], torch.full_like(logits, float("nan")), logits)
+
+
+def make() -> tuple[nn.Module, dict[str, object]]:
+    torch.set_num_threads(1)
+    return _net(0), dict(INFO)
+
+
+def make_slow() -> tuple[nn.Module, dict[str, object]]:
+    """The same weights as ``make``: a slow run's store equals a fast run's."""
+    torch.set_num_threads(1)
+    return Slow(_net(0)), dict(INFO)
+
+
+def make_nan() -> tuple[nn.Module, dict[str, object]]:
+    torch.set_num_threads(1)
+    return NaNOnFlat(_net(0)), dict(INFO)
+
+
+def photo_patches(count: int, size: int = 28) -> list[np.ndarray]:
+    """``count`` Fashion-MNIST-sized patches cut from real photos (seeded)."""
+    sources = [data.chelsea(), data.coffee(), data.astronaut(), data.camera(), data.rocket()]
+    rng = np.random.default_rng(0)
+    patches = []
+    for i in range(count):
+        photo = sources[i % len(sources)]
+        top = int(rng.integers(0, photo.shape[0] - 4 * size))
+        left = int(rng.integers(0, photo.shape[1] - 4 * size))
+        patch = Image.fromarray(photo[top : top + 4 * size, left : left + 4 * size])
+        patches.append(np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR)))
+    return patches
+
+
+def save_patches(folder: Path, patches: list[np.ndarray]) -> Path:
+    """Patches as an ImageFolder of two classes, PNG and JPEG."""
+    for i, patch in enumerate(patches):
+        target = folder / ("ab"[i % 2]) / f"img{i:02d}.{'png' if i % 3 else 'jpg'}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(patch).save(target)
+    return folder
