@@ -119,6 +119,7 @@ _WORKER_CACHE = _WorkerCache(threading.Lock())
 
 def label_block(task: BlockTask) -> BlockStats:
     """Label one block and write it, commit marker last (the dask task; idempotent)."""
+    started = time.perf_counter()
     config = task.config
     store = LabelStore.open(config.out, mode="r+")
     if diff_generation(store.spec, task.spec):
@@ -136,6 +137,7 @@ def label_block(task: BlockTask) -> BlockStats:
     [stats] = label_and_write_blocks(
         store, source, [task.block], labeller, task.decode_workers, config.max_pixels
     )
+    stats.task_seconds = time.perf_counter() - started
     return stats
 
 

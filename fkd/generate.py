@@ -102,6 +102,7 @@ class BlockStats:
     decode_wait_seconds: float = 0.0
     teacher_seconds: float = 0.0
     write_seconds: float = 0.0
+    task_seconds: float = 0.0  # a dask task's whole wall on its worker (0 in one process)
 
 
 @dataclass
@@ -129,6 +130,7 @@ class GenerateSummary:
     complete: bool = False
     fidelity: FidelityReport | None = None
     dask_workers: int = 0  # > 0: the seconds above are summed over this many dask workers
+    block_stats: list[BlockStats] = field(default_factory=list)  # this run's, in finish order
 
     @property
     def bytes_per_crop(self) -> float:
@@ -136,6 +138,7 @@ class GenerateSummary:
 
     def add(self, stats: BlockStats) -> None:
         """Count one written block."""
+        self.block_stats.append(stats)
         self.images += stats.images
         self.crops += stats.crops
         self.failures.extend(stats.failures)
