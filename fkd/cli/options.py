@@ -78,12 +78,17 @@ def library_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fkd.errors import user_errors
+        from fkd.errors import user_message
 
         try:
             return func(*args, **kwargs)
-        except user_errors() as exc:
-            raise click.ClickException(str(exc)) from exc
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,7 +10,9 @@ from fkd.storage_formats.errors import (
     StoreError,
     StoreExistsError,
     StoreFormatError,
+    StoreWriteError,
     UncommittedBlockError,
+    UnsafePathError,
 )
 from fkd.storage_formats.label_codecs import (
     LabelCodec,
@@ -48,8 +50,10 @@ __all__ = [
     "StoreExistsError",
     "StoreFormatError",
     "StoreSpec",
+    "StoreWriteError",
     "TeacherInfo",
     "UncommittedBlockError",
+    "UnsafePathError",
     "codec_names",
     "get_codec",
     "register_codec",

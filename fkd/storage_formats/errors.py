@@ -4,6 +4,10 @@ Every message names the thing at fault (store, array, block, image) and, where
 there is one, the fix.
 """
 
+from __future__ import annotations
+
+import errno
+
 
 class StoreError(Exception):
     """Base class for every problem with a label store."""
@@ -23,3 +27,38 @@ class CorruptChunkError(StoreError):
 
 class StoreExistsError(StoreError):
     """Creating a store where one already exists, without ``overwrite``."""
+
+
+class StoreWriteError(StoreError):
+    """The file system refused a write (disk full, file-size limit, I/O error).
+
+    Committed blocks are untouched and uncommitted ones are never read, so the
+    store stays resumable: the message says what to fix, then re-run.
+    """
+
+
+class UnsafePathError(StoreFormatError):
+    """A chunk file of a local store is a link leading outside the store's folder."""
+
+
+# errno -> (what happened, what to do); ``{store}`` is the store's location.
+WRITE_ERRNOS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free space on the disk holding {store}"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota for {store}"),
+    errno.EFBIG: ("file too large for a file-size limit", "raise the limit (ulimit -f)"),
+    errno.EIO: ("an I/O error", "check the disk holding {store}"),
+    errno.EROFS: ("a read-only file system", "make {store} writable"),
+}
+
+
+def write_failure(exc: BaseException, store: str) -> StoreWriteError | None:
+    """A one-line ``StoreWriteError`` for an ``OSError`` of ``WRITE_ERRNOS``, else ``None``."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    what, fix = WRITE_ERRNOS[exc.errno]
+    where = f" ({exc.filename})" if exc.filename else ""
+    return StoreWriteError(
+        f"{store}: a write failed: {what}{where}; committed blocks are intact and "
+        f"uncommitted ones are never read: {fix.format(store=store)}, then re-run the "
+        "same command to resume"
+    )

@@ -95,3 +95,8 @@ def store_layout(spec: StoreSpec) -> dict[str, ArrayLayout]:
         ArrayLayout(COMMIT_ARRAY, np.dtype(np.uint8), (spec.num_blocks,), (1,), None, "commit")
     )
     return {a.name: a for a in arrays}
+
+
+def chunk_key(layout: ArrayLayout, block: int) -> str:
+    """The key of the chunk (or shard) of ``layout`` that holds ``block``."""
+    return "/".join([layout.name, "c", str(block)] + ["0"] * (len(layout.shape) - 1))

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fkd.storage_formats.bounded_codecs import zstd_declared_size
-from fkd.storage_formats.errors import CorruptChunkError
+from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError
 from fkd.storage_formats.layout import ArrayLayout
 
 MISSING = 2**64 - 1
@@ -116,6 +116,7 @@ class ShardRowReader:
             self._indexes.move_to_end(block)
             return cached
         size = 16 * self.chunks_per_shard + 4
+        self.check_contained(path)
         try:
             file_size = path.stat().st_size
         except OSError:
@@ -126,6 +127,16 @@ class ShardRowReader:
         if len(self._indexes) > CACHED_SHARD_INDEXES:
             self._indexes.popitem(last=False)
         return index
+
+    def check_contained(self, path: Path) -> None:
+        """Refuse a shard whose real path leaves the store (a symlink out of it)."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if not real.startswith(root + os.sep):
+            raise UnsafePathError(
+                f"{self.root}: {path.relative_to(self.root)} leads outside the store (to "
+                f"{real}); refused: replace the link with the file itself or regenerate the store"
+            )
 
     def read_checked(self, path: Path, start: int, nbytes: int, image: int) -> bytes:
         """``nbytes`` at ``start`` of ``path``, without their trailing crc32c, checked."""

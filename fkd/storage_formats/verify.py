@@ -10,6 +10,7 @@ manifest scanned from the image folder matches the store's.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from fkd.storage_formats.layout import (
     COMMIT_ARRAY,
     STATUS_FAILED,
     STATUS_OK,
-    ArrayLayout,
+    chunk_key,
     label_array_name,
 )
 from fkd.storage_formats.manifest import Manifest
@@ -53,19 +54,44 @@ def verify_store(location: str, manifest: Manifest | None = None) -> list[Proble
         store = LabelStore.open(location)
     except StoreError as exc:
         return [Problem(location, str(exc))]
-    problems = check_commit_markers(store)
+    local = not is_url(location) and Path(location).is_dir()
+    problems = check_links(Path(location)) if local else []
+    problems += check_commit_markers(store)
     committed = store.committed_mask(refresh=True)
     for block in range(store.num_blocks):
         if committed[block]:
             problems += check_block(store, block)
-    if manifest is not None:
-        try:
+    try:
+        store.manifest  # noqa: B018 - validates every path (relative, no '..')
+    except StoreError as exc:
+        problems.append(Problem("manifest", str(exc)))
+    else:
+        if manifest is not None:
             problems += compare_manifests(store, manifest)
-        except StoreError as exc:
-            problems.append(Problem("manifest", str(exc)))
-    if not is_url(location) and Path(location).is_dir():
+    if local:
         problems += [Problem("checksums", line) for line in check_checksums(Path(location))]
     return problems
+
+
+def check_links(root: Path) -> list[Problem]:
+    """Symlinks under a local store whose targets lie outside it (readers refuse them)."""
+    real_root = os.path.realpath(root)
+    problems = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            real = os.path.realpath(path)
+            if not real.startswith(real_root + os.sep):
+                problems.append(
+                    Problem(
+                        str(path.relative_to(root)),
+                        f"a symlink leading outside the store (to {real}); readers refuse it: "
+                        "replace it with the file itself or regenerate the store",
+                    )
+                )
+    return problems[:MAX_LISTED]
 
 
 def check_commit_markers(store: LabelStore) -> list[Problem]:
@@ -253,11 +279,6 @@ def compare_hashes(stored: Manifest, scanned: Manifest) -> list[Problem]:
             f"was made, e.g. {changed[:3]}",
         )
     ]
-
-
-def chunk_key(layout: ArrayLayout, block: int) -> str:
-    """The key of the chunk (or shard) of ``layout`` that holds ``block``."""
-    return "/".join([layout.name, "c", str(block)] + ["0"] * (len(layout.shape) - 1))
 
 
 def _block_name(store: LabelStore, block: int) -> str:

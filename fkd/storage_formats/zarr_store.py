@@ -10,6 +10,7 @@ never read; resume redoes exactly the uncommitted blocks.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from zarr.abc.store import Store
 from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from fkd.storage_formats import bounded_codecs, crop_sampler
 from fkd.storage_formats.errors import (
@@ -31,6 +33,8 @@ from fkd.storage_formats.errors import (
     StoreExistsError,
     StoreFormatError,
     UncommittedBlockError,
+    UnsafePathError,
+    write_failure,
 )
 from fkd.storage_formats.label_codecs import LabelCodec, get_codec
 from fkd.storage_formats.layout import (
@@ -41,6 +45,7 @@ from fkd.storage_formats.layout import (
     STATUS_OK,
     STATUS_PENDING,
     ArrayLayout,
+    chunk_key,
     label_array_name,
     store_layout,
 )
@@ -88,15 +93,52 @@ def open_zarr_store(location: str | Path | Store, read_only: bool) -> Store:
             raise StoreError(f"{location}: a zipped store is read-only; unzip it to write")
         zipped: Store = sync(ZipStore.open(Path(location), mode="r", read_only=True))
         return zipped
-    from zarr.storage import LocalStore
+    return ContainedLocalStore(Path(location), read_only=read_only)
 
-    return LocalStore(Path(location), read_only=read_only)
+
+class ContainedLocalStore(LocalStore):
+    """A ``LocalStore`` that never reads or writes outside its folder.
+
+    A store copied from elsewhere may hold a symlink (a chunk file, or a folder
+    such as ``label_index/c``) leading out of the store, e.g. to a private key;
+    following it would read (or, on resume, write) a file the store does not own.
+    Every key's real path must lie under the store's real path; links inside the
+    store are allowed.  The check costs one ``realpath`` per key.
+    """
+
+    def contained(self, key: str) -> str:
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(self.root / key)
+        if real != root and not real.startswith(root + os.sep):
+            raise UnsafePathError(
+                f"{self.root}: {key} leads outside the store (to {real}); refused: "
+                "replace the link with the file itself or regenerate the store"
+            )
+        return key
+
+    def get_sync(self, key: str, **kwargs: Any) -> Any:
+        return super().get_sync(self.contained(key), **kwargs)
+
+    def set_sync(self, key: str, value: Any) -> None:
+        super().set_sync(self.contained(key), value)
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        return await super().get(self.contained(key), prototype, byte_range)
+
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
+        checked = [(self.contained(key), byte_range) for key, byte_range in key_ranges]
+        return await super().get_partial_values(prototype, checked)
+
+    async def _set(self, key: str, value: Any, exclusive: bool = False) -> None:
+        await super()._set(self.contained(key), value, exclusive)
 
 
 def read_key(store: Store, key: str) -> bytes | None:
     """The raw bytes of one key of ``store``, or ``None`` if it is absent."""
     try:
         buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+    except StoreError:
+        raise
     except Exception as exc:  # network and file-system errors of any store backend
         raise StoreError(f"cannot read {key!r} from {store}: {type(exc).__name__}: {exc}") from exc
     return None if buffer is None else buffer.to_bytes()
@@ -187,19 +229,25 @@ class LabelStore:
         if not is_url(location):
             _prepare_local_directory(Path(location), overwrite)
         store = open_zarr_store(location, read_only=False)
-        group = zarr.create_group(
-            store, attributes={ATTRIBUTE_KEY: spec.to_dict()}, overwrite=overwrite
-        )
-        handle = cls(group, spec, str(location), read_only=False)
-        for layout in handle.layout.values():
-            group.create_array(
-                layout.name,
-                shape=layout.shape,
-                dtype=layout.dtype,
-                fill_value=layout.fill_value,
-                **chunk_codecs(layout),
+        try:
+            group = zarr.create_group(
+                store, attributes={ATTRIBUTE_KEY: spec.to_dict()}, overwrite=overwrite
             )
-        handle._write_manifest(manifest)
+            handle = cls(group, spec, str(location), read_only=False)
+            for layout in handle.layout.values():
+                group.create_array(
+                    layout.name,
+                    shape=layout.shape,
+                    dtype=layout.dtype,
+                    fill_value=layout.fill_value,
+                    **chunk_codecs(layout),
+                )
+            handle._write_manifest(manifest)
+        except OSError as exc:
+            failure = write_failure(exc, str(location))
+            if failure is None:
+                raise
+            raise failure from exc
         return handle
 
     @classmethod
@@ -273,27 +321,59 @@ class LabelStore:
             raise StoreError(f"{self.location}: opened read-only; open with mode='r+' to write")
         start, stop = self.block_range(block)
         arrays = self._block_arrays(block, data, stop - start)
-        for name, values in arrays.items():
-            self._array(name)[start:stop] = values
-        self._array(COMMIT_ARRAY)[block] = COMMITTED
-        self._per_image.clear()
+        try:
+            for name, values in arrays.items():
+                self._write_rows(name, block, values)
+            self._array(COMMIT_ARRAY)[block] = COMMITTED
+        except OSError as exc:  # disk full, file-size limit, I/O error: the block stays open
+            failure = write_failure(exc, self.location)
+            if failure is None:
+                raise
+            raise failure from exc
+        finally:
+            self._per_image.clear()
+
+    def _write_rows(self, name: str, block: int, values: NDArray[Any]) -> None:
+        """Write one array's rows of ``block``: its whole chunk or shard.
+
+        zarr reads an existing shard before replacing it.  A torn one (a crash
+        without fsync, an interrupted upload, a damaged disk) cannot be read, and
+        must not stop a resume: it is deleted and the block's shard written whole.
+        """
+        start, stop = self.block_range(block)
+        array = self._array(name)
+        try:
+            array[start:stop] = values
+        except OSError:
+            raise
+        except Exception:
+            key = chunk_key(self.layout[name], block)
+            sync(self.group.store_path.store.delete(key))
+            array[start:stop] = values
 
     # Reading ------------------------------------------------------------------
 
     @property
     def manifest(self) -> Manifest:
-        paths = decode_paths(self._read("image_path", slice(None)))
-        hashes = (
-            decode_hashes(self._read("image_sha256", slice(None)))
-            if self.spec.file_hashes
-            else None
-        )
-        return Manifest(
-            tuple(paths),
-            self._read("image_nbytes", slice(None)),
-            self._read("image_target", slice(None)),
-            hashes,
-        )
+        """The image list, validated: every path relative, normalised, without '..'."""
+        try:
+            paths = decode_paths(self._read("image_path", slice(None)))
+            hashes = (
+                decode_hashes(self._read("image_sha256", slice(None)))
+                if self.spec.file_hashes
+                else None
+            )
+            return Manifest(
+                tuple(paths),
+                self._read("image_nbytes", slice(None)),
+                self._read("image_target", slice(None)),
+                hashes,
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StoreFormatError(
+                f"{self.location}: array 'image_path': invalid manifest ({exc}); refused: "
+                "no file outside the data folder is ever read; regenerate the store"
+            ) from None
 
     def per_image(self, name: str) -> NDArray[Any]:
         """A whole per-image array (height, width, status, target...), cached."""
@@ -431,6 +511,8 @@ class LabelStore:
                     start = int(index[0])
                     return np.asarray(await array.getitem(slice(start, start + 1)))
                 return np.asarray(await array.get_orthogonal_selection((index,)))
+            except StoreError:
+                raise
             except Exception as exc:
                 raise CorruptChunkError(
                     f"{self.location}: array {name!r}, {_describe_selection(index)}: unreadable "
