@@ -73,7 +73,9 @@ def assert_same_arrays(a: Path, b: Path, blocks: list[int] | None = None) -> Non
     rows = None if blocks is None else [i for b in blocks for i in range(b * BLOCK, b * BLOCK + 2)]
     for name, values in arrays_a.items():
         other = arrays_b[name]
-        if rows is not None and name != "block_commit":
+        if rows is not None:
+            if name == "block_commit":
+                continue
             values, other = values[rows], other[rows]
         assert values.dtype == other.dtype, name
         np.testing.assert_array_equal(values, other, err_msg=name)
@@ -183,13 +185,12 @@ def test_poison_block_ends_the_run_naming_it_and_committed_blocks_stay(
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         result = pool.submit(fkd, *args).result(timeout=120)  # not a hang
     assert time.monotonic() - start < 120
-    message = one_line_error(
+    one_line_error(
         result,
         "block 2 (images 4..5: a/img4.png .. a/img5.png) failed on a dask worker",
         "the teacher returned NaN or infinity",
         "re-run the same command to resume",
     )
-    assert "retr" not in message
     store = LabelStore.open(out)
     committed = store.committed_blocks()
     assert 2 not in committed
@@ -203,11 +204,8 @@ def test_poison_block_ends_the_run_naming_it_and_committed_blocks_stay(
                   "distributed_helpers:make", "--workers", "0"))  # fmt: skip
     done = LabelStore.open(out).committed_blocks()
     assert done and 2 not in done
-    arrays, expected = read_all(LabelStore.open(out)), read_all(LabelStore.open(plain))
-    rows = [i for b in done for i in range(2 * b, 2 * b + 2)]
-    for name in arrays:
-        if name != "block_commit":
-            np.testing.assert_array_equal(arrays[name][rows], expected[name][rows], err_msg=name)
+    assert_same_arrays(out, plain, blocks=done)
+    arrays = read_all(LabelStore.open(out))
     for name in ("image_status", "label_index", "label_value"):
         assert not arrays[name][4:6].any(), name  # nothing of block 2 was written
 
