@@ -161,9 +161,13 @@ def cached_source(store: LabelStore, image_root: str) -> ImageSource:
 
 
 def _file_identity(path: str | None) -> tuple[str, int, int] | None:
+    """A weights file as the cache sees it: a file replaced in place is loaded again."""
     if path is None:
         return None
-    stat = os.stat(path)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (os.path.abspath(path), -1, -1)  # load_teachers says what is wrong with it
     return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
 
 
