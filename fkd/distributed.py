@@ -350,9 +350,9 @@ def block_failure(block: int, exc: BaseException, store: LabelStore) -> Exceptio
     )
     if isinstance(exc, KilledWorker):
         return GenerateError(
-            f"block {block} ({images}) killed every dask worker that ran it (up to "
-            "distributed.scheduler.allowed-failures times: out of memory, a crash in native "
-            f"code?); {after}"
+            f"block {block} ({images}) was lost with its dask worker more than "
+            "distributed.scheduler.allowed-failures times (the worker process died: out of "
+            f"memory or a crash in native code, in this block or one beside it); {after}"
         )
     reason = " ".join(str(exc).split()) or type(exc).__name__
     if not isinstance(exc, GenerateError):

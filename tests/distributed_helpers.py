@@ -3,11 +3,14 @@
 The teachers are ``module:factory`` specs (``distributed_helpers:make`` ...): a tiny
 seeded conv net with 10 classes at 32 px, one thread, so a block of two 28 px images
 takes milliseconds; ``make_slow`` sleeps per forward pass so that a run can be
-killed mid-way, and ``make_nan`` gives NaN on flat crops (a "poison" image).
+killed mid-way, ``make_nan`` gives NaN on flat crops (a "poison" image) and
+``make_crash`` kills its own process on them (a poison that takes the worker down).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -59,6 +62,23 @@ class NaNOnFlat(nn.Module):
         return torch.where(flat[:, None], torch.full_like(logits, float("nan")), logits)
 
 
+class CrashOnFlat(nn.Module):
+    """Kills its own process (SIGKILL: no exception, no cleanup) on a flat white crop.
+
+    White only: the all-zero probe that loading a teacher runs must not trigger it.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))) < 1e-3
+        if bool((flat & (x.amin(dim=(1, 2, 3)) > 1.5)).any()):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(x)
+
+
 def make() -> tuple[nn.Module, dict[str, object]]:
     torch.set_num_threads(1)
     return _net(0), dict(INFO)
@@ -73,6 +93,12 @@ def make_slow() -> tuple[nn.Module, dict[str, object]]:
 def make_nan() -> tuple[nn.Module, dict[str, object]]:
     torch.set_num_threads(1)
     return NaNOnFlat(_net(0)), dict(INFO)
+
+
+def make_crash() -> tuple[nn.Module, dict[str, object]]:
+    """Only ever for dask workers: it kills the process that runs it on a flat image."""
+    torch.set_num_threads(1)
+    return CrashOnFlat(_net(0)), dict(INFO)
 
 
 def photo_patches(count: int, size: int = 28) -> list[np.ndarray]:

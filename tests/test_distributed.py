@@ -210,6 +210,37 @@ def test_poison_block_ends_the_run_naming_it_and_committed_blocks_stay(
         assert not arrays[name][4:6].any(), name  # nothing of block 2 was written
 
 
+@pytest.mark.slow
+def test_block_that_kills_its_workers_ends_the_run_after_allowed_failures(
+    poisoned: Path, tmp_path: Path
+) -> None:
+    """A block whose teacher takes the worker down is re-run on a fresh worker (that is
+    how a lost worker's block is recovered), but only allowed-failures times: here 0."""
+    out = tmp_path / "crashing.zarr"
+    teacher = ("--teacher", "distributed_helpers:make_crash", *TINY_ARGS)
+    once = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.worker-saturation": 1.0,  # no second block queued beside it
+    }
+    with dask.config.set(once):
+        result = fkd("generate", poisoned, "--out", out, *teacher, "--cluster", "local:1")
+    one_line_error(
+        result,
+        "block 2 (images 4..5: a/img4.png .. a/img5.png) was lost with its dask worker more "
+        "than distributed.scheduler.allowed-failures times",
+    )
+    assert 2 not in LabelStore.open(out).committed_blocks()
+
+
+def test_decode_workers_in_daemonic_dask_workers_are_a_one_line_error(
+    images: Path, tmp_path: Path, two_workers: Client
+) -> None:
+    address = two_workers.scheduler.address
+    result = fkd("generate", images, "--out", tmp_path / "x.zarr", *FAST, "--workers", "1",
+                 "--scheduler", address)  # fmt: skip
+    one_line_error(result, "needs non-daemonic worker processes", "DAEMON=False")
+
+
 # --------------------------------------------------------------------------- shards and races
 
 
