@@ -87,7 +87,7 @@ class BlockProtocol(RuleBasedStateMachine):
         start, stop = SPEC.block_range(block)
         arrays = self.writer._block_arrays(block, block_data(SPEC, block), stop - start)
         for name, values in arrays.items():  # what write_block does, up to the marker
-            self.writer._write_rows(name, block, values)
+            self.writer._write_rows(name, block, values, fresh=True)
         for path in self.written_files(block):
             action = data.draw(st.sampled_from(["keep", "truncate", "delete"]), label=path.name)
             if action == "delete" and path.is_file():

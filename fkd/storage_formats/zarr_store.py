@@ -321,9 +321,10 @@ class LabelStore:
             raise StoreError(f"{self.location}: opened read-only; open with mode='r+' to write")
         start, stop = self.block_range(block)
         arrays = self._block_arrays(block, data, stop - start)
+        fresh = not self.committed_mask(refresh=True)[block]
         try:
             for name, values in arrays.items():
-                self._write_rows(name, block, values)
+                self._write_rows(name, block, values, fresh)
             self._array(COMMIT_ARRAY)[block] = COMMITTED
         except OSError as exc:  # disk full, file-size limit, I/O error: the block stays open
             failure = write_failure(exc, self.location)
@@ -333,21 +334,26 @@ class LabelStore:
         finally:
             self._per_image.clear()
 
-    def _write_rows(self, name: str, block: int, values: NDArray[Any]) -> None:
+    def _write_rows(self, name: str, block: int, values: NDArray[Any], fresh: bool) -> None:
         """Write one array's rows of ``block``: its whole chunk or shard.
 
-        zarr reads an existing shard before replacing it.  A torn one (a crash
-        without fsync, an interrupted upload, a damaged disk) cannot be read, and
-        must not stop a resume: it is deleted and the block's shard written whole.
+        zarr reads an existing shard before replacing it and merges the two, so a
+        shard left by a killed run could give other bytes than a first write.  An
+        uncommitted (``fresh``) block's old shard is therefore deleted first: no
+        reader may read it and this is its only writer.  A torn shard of a committed
+        block (a crash without fsync, a damaged disk) cannot be read and must not
+        stop a rewrite: it is deleted too and the shard written whole.
         """
         start, stop = self.block_range(block)
         array = self._array(name)
+        key = chunk_key(self.layout[name], block)
+        if fresh:
+            sync(self.group.store_path.store.delete(key))
         try:
             array[start:stop] = values
         except OSError:
             raise
         except Exception:
-            key = chunk_key(self.layout[name], block)
             sync(self.group.store_path.store.delete(key))
             array[start:stop] = values
 
