@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,15 @@ from fkd.storage_formats import (
     STATUS_FAILED,
     STATUS_OK,
     BlockData,
-    CodecSpec,
     CropSpec,
     ImageBatch,
     LabelStore,
+    StoreError,
     StoreSpec,
     get_codec,
     sample_boxes,
 )
+from fkd.storage_formats.label_codecs import codec_spec
 from fkd.storage_formats.spec import diff_generation
 from fkd.storage_formats.zarr_store import is_url
 from fkd.teachers import LoadedTeacher, load_teachers
@@ -147,6 +149,13 @@ class GenerateSummary:
         self.teacher_seconds += stats.teacher_seconds
         self.write_seconds += stats.write_seconds
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (``fkd generate --json``): the counts, sizes, timings and fidelity."""
+        data = asdict(self)
+        data.pop("block_stats")
+        data["bytes_per_crop"] = self.bytes_per_crop
+        return data
+
     def lines(self) -> list[str]:
         return [
             f"images {self.images}, crops {self.crops}, failures {len(self.failures)}, "
@@ -192,13 +201,10 @@ def build_spec(
         input_size=config.input_size or teacher.info.input_size,
         interpolation=config.interpolation or DEFAULT_CROP_INTERPOLATION,
     )
-    topk = {"hard": 1, "smoothing": 1, "full": teacher.num_classes}.get(
-        config.label_type, config.topk
-    )
-    codec = CodecSpec(
+    codec = codec_spec(
         config.label_type,
         teacher.num_classes,
-        k=topk,
+        config.topk,
         temperature=config.temperature,
         value_dtype=config.value_dtype,
     )
@@ -289,14 +295,16 @@ def _create_atomically(
         return LabelStore.open(target, mode="r+")
     # Unique per call: two runs in one process (threads) must not share a staging folder.
     staging = target.with_name(f".{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    LabelStore.create(staging, spec, source.manifest, overwrite=True)
+    try:
+        LabelStore.create(staging, spec, source.manifest, overwrite=True)
+    except BaseException:  # disk full, interrupted: leave nothing half-made behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         if target.exists():
             target.rmdir()  # an empty directory only; raises if someone filled it meanwhile
         staging.rename(target)
     except OSError:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         return None  # another shard created it first: open theirs
     return LabelStore.open(target, mode="r+")
@@ -598,6 +606,8 @@ class BlockWriter:
             self.seconds_by_block[item[0]] = elapsed
 
     def _raise_if_failed(self) -> None:
+        if isinstance(self.error, StoreError):  # already says what to fix and to re-run
+            raise GenerateError(str(self.error)) from self.error
         if self.error is not None:
             raise GenerateError(
                 f"writing to {self.store.location} failed: {self.error}; the blocks written "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -181,6 +182,9 @@ if TYPE_CHECKING:
     help="With --plan: assume the teacher labels X crops/s instead of measuring it.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the final summary as one line of JSON."
+)
 @library_errors
 def generate_command(
     data: Path,
@@ -213,6 +217,7 @@ def generate_command(
     plan: bool,
     plan_crops_per_s: float | None,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Label M random-resized crops of every image in DATA with a teacher, into STORE.
 
@@ -263,7 +268,8 @@ def generate_command(
             click.echo(line)
         return
     summary = run_generate(config, scheduler, cluster, quiet)
-    for line in summary.lines():
+    lines = [json.dumps(summary.to_dict())] if as_json else summary.lines()
+    for line in lines:
         click.echo(line)
     message = failure_message(summary, max_failures)
     if message:
