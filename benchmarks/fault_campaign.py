@@ -18,9 +18,22 @@ Prints: kills survived, bytes redone (chunk files of uncommitted blocks found on
 after a kill, which the resume rewrote), blocks lost (must be 0), mismatches (must be 0).
 Exit status 1 if a block was lost, a byte differed or a finished store failed verify.
 
-Dask campaigns (pending): killing dask workers and the client mid-block belongs here as
-``--runner dask`` once the dask runner (``fkd.distributed``) lands; see
-docs/reliability.md, "Pending".
+Dask campaigns (``--runner``; the same checks, the reference being an unkilled run of
+the same command):
+
+- ``dask-client``: the run is ``fkd generate ... --cluster local:2``; each kill is a
+  SIGKILL of its whole process group (client and LocalCluster workers), after which no
+  process the run started may be alive (orphans: must be 0); then resume, as above.
+- ``dask-worker``: the campaign starts a LocalCluster of 2 workers (nannies restart a
+  killed worker) and runs ``fkd generate ... --scheduler ADDRESS`` to its end while it
+  SIGKILLs a random worker, each time after a random gap once both workers are back
+  and one holds a block.  Every run must exit 0 having written each of its blocks; a
+  run that dask gives up on (a block lost with its workers more than
+  ``distributed.scheduler.allowed-failures`` times, KilledWorker) is counted and resumed
+  by running the same command again.  Kills counted are worker kills.
+
+    OMP_NUM_THREADS=1 nice python benchmarks/fault_campaign.py --runner dask-worker \\
+        --kills 200 --images 192 --delay 1.0 [--gap 4] [--seconds 1800]
 """
 
 from __future__ import annotations
@@ -34,7 +47,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fault_tools import Campaign, make_setup
+from fault_tools import Campaign, DaskClientCampaign, DaskWorkerCampaign, make_setup
+
+RUNNERS = {"local": Campaign, "dask-client": DaskClientCampaign, "dask-worker": DaskWorkerCampaign}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,24 +60,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-size", type=int, default=4)
     parser.add_argument("--delay", type=float, default=0.05, help="teacher sleep per batch (s)")
     parser.add_argument("--workers", default="0,1", help="decode workers, drawn per run")
-    parser.add_argument("--runner", choices=["local"], default="local", help="dask: pending")
+    parser.add_argument("--runner", choices=sorted(RUNNERS), default="local")
+    parser.add_argument("--seconds", type=float, default=None, help="stop killing after this")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=None,
+        help="dask-worker: most seconds between kills (default: half the reference's block phase)",
+    )
+    parser.add_argument("--cluster-workers", type=int, default=2, help="dask runners")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="fkd-faults-"))
     setup = make_setup(work / "inputs", images=args.images, block_size=args.block_size)
-    campaign = Campaign(
+    options: dict[str, object] = {}
+    if args.runner != "local":
+        options["cluster_workers"] = args.cluster_workers
+    if args.runner == "dask-worker":
+        options["gap"] = args.gap
+    campaign = RUNNERS[args.runner](
         setup,
         work / "campaign",
         seed=args.seed,
         delay=args.delay,
         workers=[int(w) for w in args.workers.split(",")],
         log=lambda line: print(line, flush=True),
+        **options,
     )
-    result = campaign.run(args.kills)
+    result = campaign.run(args.kills, args.seconds)
+    where = f"workers {args.workers}"
+    if args.runner != "local":
+        where = f"runner {args.runner}, {args.cluster_workers} dask workers"
     print(
         f"campaign: {args.images} Fashion-MNIST images, {campaign.num_blocks} blocks of "
-        f"{args.block_size}, M={setup.crops}, seed {args.seed}, workers {args.workers}"
+        f"{args.block_size}, M={setup.crops}, seed {args.seed}, {where}"
     )
     for line in result.lines():
         print(line)
@@ -70,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print("PROBLEM:", problem)
     if args.json:
         args.json.write_text(json.dumps(dataclasses.asdict(result), indent=2))
-    bad = result.blocks_lost or result.mismatches or result.verify_failures
+    bad = result.blocks_lost or result.mismatches or result.verify_failures or result.orphans
     return 1 if bad else 0
 
 

@@ -16,9 +16,11 @@ reference array by array; the store is then removed and a new episode starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -28,8 +30,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -277,11 +280,39 @@ class CampaignResult:
     verify_failures: int = 0
     seconds: float = 0.0
     problems: list[str] = dataclasses.field(default_factory=list)
+    runner: str = "local"
+    processes_killed: int = 0
+    orphans: int = 0
+    kills_mid_block: int = 0
+    failed_runs: int = 0
 
     def lines(self) -> list[str]:
+        if self.runner == "dask-worker":
+            what = (
+                f"kills survived: {self.kills} dask worker processes SIGKILLed "
+                f"({self.kills_mid_block} holding a block) in {self.runs} runs; "
+                f"{self.episodes} stores finished"
+            )
+        else:
+            what = (
+                f"kills survived: {self.kills} (in {self.runs} runs, {self.episodes} stores "
+                f"finished; {self.kills_before_first_commit} before the run's first commit)"
+            )
+        dask = []
+        if self.runner == "dask-client":
+            dask.append(
+                f"processes killed with the client's process group: {self.processes_killed} "
+                f"(client and LocalCluster workers); orphans left alive: {self.orphans}"
+            )
+        if self.runner == "dask-worker":
+            dask.append(
+                f"runs ended by KilledWorker (a block lost with its worker more than "
+                f"allowed-failures times), then resumed: {self.failed_runs}; "
+                f"orphans left alive: {self.orphans}"
+            )
         return [
-            f"kills survived: {self.kills} (in {self.runs} runs, {self.episodes} stores "
-            f"finished; {self.kills_before_first_commit} before the run's first commit)",
+            what,
+            *dask,
             f"bytes redone: {self.bytes_redone} (chunk files of {self.blocks_redone} "
             f"uncommitted blocks found on disk after a kill, rewritten by the resume; "
             f"{self.torn_blocks} of them torn, i.e. only some arrays written)",
@@ -359,13 +390,15 @@ class Campaign:
         self.expected = {b: block_digest(self.reference, b) for b in range(self.num_blocks)}
         self.log(f"reference: first commit after {first:.2f} s, {self.per_block:.3f} s/block")
 
-    def run(self, kills: int) -> CampaignResult:
-        """Kill runs until ``kills`` kills have landed; finish the last store unkilled."""
+    def run(self, kills: int, seconds: float | None = None) -> CampaignResult:
+        """Kill runs until ``kills`` kills have landed (or ``seconds`` have passed);
+        finish the last store unkilled."""
         if not self.startup:
             self.make_reference()
         result = CampaignResult()
         started = time.monotonic()
-        while result.kills < kills:
+        end = started + (seconds or float("inf"))
+        while result.kills < kills and time.monotonic() < end:
             self._one_run(result, kill=True)
         while self.store.exists():
             self._one_run(result, kill=False)
@@ -423,9 +456,13 @@ class Campaign:
             time.sleep(0.002)
         if process.poll() is not None:
             return False
+        self._kill(process)
+        return True
+
+    def _kill(self, process: subprocess.Popen[str]) -> None:
+        """SIGKILL the run's whole process group."""
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        return True
 
     def _differing_files(self, block: int) -> list[str]:
         """The chunk files of ``block`` that differ from the reference's (or are missing);
@@ -492,6 +529,285 @@ class Campaign:
             result.problems.append(f"finished store differs from the reference in {differing}")
         result.episodes += 1
         shutil.rmtree(self.store)
+
+
+# --------------------------------------------------------------------------- dask campaigns
+
+TOKEN_VARIABLE = "FKD_FAULT_CAMPAIGN"
+
+CLUSTER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    from fkd.distributed import local_cluster
+
+    with local_cluster(int(sys.argv[1])) as cluster:
+        print(cluster.scheduler_address, flush=True)
+        sys.stdin.read()  # until the campaign closes our stdin
+    """
+)
+
+
+def tagged_processes(token: str) -> list[Any]:
+    """Live (not zombie) processes whose environment carries ``FKD_FAULT_CAMPAIGN=token``:
+    every process a campaign started, and every process those started in turn."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            mine = process.environ().get(TOKEN_VARIABLE) == token
+            if mine and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def orphans_after(token: str, wait: float) -> list[Any]:
+    """The tagged processes still alive ``wait`` seconds from now (killed, then returned)."""
+    import psutil
+
+    deadline = time.monotonic() + wait
+    alive = tagged_processes(token)
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.2)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return alive
+
+
+class DaskClientCampaign(Campaign):
+    """The kill/resume campaign with ``fkd generate --cluster local:K`` as the run.
+
+    Each kill is a SIGKILL of the run's whole process group: the client and the
+    LocalCluster worker processes it spawned.  After each kill every process that
+    carried the campaign's token in its environment must be gone within ``grace``
+    seconds (an orphan is counted, reported and killed).  The same checks as the
+    single-process campaign follow; the reference is an unkilled ``--cluster`` run.
+    """
+
+    runner = "dask-client"
+
+    def __init__(self, *args: Any, cluster_workers: int = 2, grace: float = 10.0,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.cluster_workers = cluster_workers
+        self.grace = grace
+        self.token = f"{os.getpid()}-{time.monotonic_ns()}"
+        self.group_sizes: list[int] = []  # processes in each killed group
+        self._orphans: list[str] = []
+
+    def _start(self, out: Path, workers: int) -> subprocess.Popen[str]:
+        env = fkd_env(self.setup.teacher_dir, FAULT_TEACHER_DELAY=str(self.delay))
+        env[TOKEN_VARIABLE] = self.token
+        command = dataclasses.replace(self.setup, workers=0).command(
+            out, "--cluster", f"local:{self.cluster_workers}"
+        )
+        return subprocess.Popen(
+            command, env=env, start_new_session=True, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def run(self, kills: int, seconds: float | None = None) -> CampaignResult:
+        result = super().run(kills, seconds)
+        result.runner = self.runner
+        result.processes_killed = sum(self.group_sizes)
+        result.orphans = len(self._orphans)
+        result.problems.extend(self._orphans)
+        return result
+
+    def _kill(self, process: subprocess.Popen[str]) -> None:
+        """SIGKILL the client's process group; none of its processes may survive it."""
+        group = {process.pid, *(p.pid for p in tagged_processes(self.token))}
+        super()._kill(process)
+        self.group_sizes.append(len(group))
+        for orphan in orphans_after(self.token, self.grace):
+            self._orphans.append(
+                f"process {orphan.pid} ({'in' if orphan.pid in group else 'not in'} the "
+                f"group seen before the kill) outlived its killed client"
+            )
+
+
+class DaskWorkerCampaign(Campaign):
+    """SIGKILL dask worker processes at seeded random moments while ``fkd generate
+    --scheduler ADDRESS`` runs to its end.
+
+    The campaign starts a LocalCluster of ``cluster_workers`` single-thread workers
+    (in a subprocess, ``CLUSTER_SCRIPT``; each worker's nanny restarts it when it is
+    killed) and runs the generate command against it.  During each run it kills a
+    worker, chosen at random among the registered ones, after a random gap drawn
+    uniformly from [0, ``gap``] seconds, again and again until the run ends.  The gap
+    is counted from the moment every worker is registered again (the last victim is
+    back) and one of them holds a block; ``gap`` defaults to half the reference run's
+    block phase (first to last commit).  After each kill: the blocks the
+    victim held that are not committed count as redone (their chunk files on disk),
+    and every committed block must be byte-identical to the reference.
+
+    A run must finish with exit status 0, report every block it was given as written,
+    and leave a store that verifies and equals the reference array by array and byte
+    by byte.  A block whose workers died more than ``allowed-failures`` times fails
+    its run (``KilledWorker``): such runs are counted in ``failed_runs`` and the same
+    command is run again to resume.
+    """
+
+    runner = "dask-worker"
+
+    def __init__(self, *args: Any, cluster_workers: int = 2, gap: float | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.cluster_workers = cluster_workers
+        self.gap = gap
+        self.token = f"{os.getpid()}-{time.monotonic_ns()}"
+        self.address = ""
+        self.client: Any = None
+        self.pids: dict[str, int] = {}
+
+    def _start(self, out: Path, workers: int) -> subprocess.Popen[str]:
+        env = fkd_env(self.setup.teacher_dir, FAULT_TEACHER_DELAY=str(self.delay))
+        env[TOKEN_VARIABLE] = self.token
+        command = dataclasses.replace(self.setup, workers=0).command(
+            out, "--scheduler", self.address, "--json"
+        )
+        return subprocess.Popen(
+            command, env=env, start_new_session=True, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    @contextlib.contextmanager
+    def cluster(self) -> Iterator[None]:
+        """The LocalCluster subprocess and a client of it; every tagged process gone after."""
+        from distributed import Client
+
+        env = fkd_env(self.setup.teacher_dir, FAULT_TEACHER_DELAY=str(self.delay))
+        env[TOKEN_VARIABLE] = self.token
+        process = subprocess.Popen(
+            [sys.executable, "-c", CLUSTER_SCRIPT, str(self.cluster_workers)], env=env,
+            start_new_session=True, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            self.address = process.stdout.readline().strip()
+            assert self.address.startswith("tcp://"), "the campaign's cluster did not start"
+            with Client(self.address, timeout=60) as client:
+                self.client = client
+                client.wait_for_workers(self.cluster_workers, timeout=120)
+                yield
+            process.stdin.close()
+            process.wait(timeout=60)
+        finally:
+            self.client = None
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            orphans_after(self.token, 10.0)
+
+    def run(self, kills: int, seconds: float | None = None) -> CampaignResult:
+        """Kill workers until ``kills`` kills have landed (or ``seconds`` have passed);
+        finish a failed store unkilled."""
+        result = CampaignResult(runner=self.runner)
+        started = time.monotonic()
+        end = started + (seconds or float("inf"))
+        with self.cluster():
+            if not self.startup:
+                self.make_reference()
+            gap = self.gap or self.per_block * self.num_blocks / 2
+            while result.kills < kills and time.monotonic() < end:
+                self._worker_run(result, kills - result.kills, gap, end)
+            while self.store.exists():
+                self._worker_run(result, 0, gap, end)
+        result.orphans = len(tagged_processes(self.token))
+        if result.orphans:
+            result.problems.append(f"{result.orphans} processes outlived the campaign")
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _worker_pids(self) -> dict[str, int]:
+        """Address -> pid of the registered workers (asked of each new worker once)."""
+        addresses = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        self.pids = {a: p for a, p in self.pids.items() if a in addresses}
+        new = sorted(addresses - set(self.pids))
+        if new:
+            answers = self.client.run(os.getpid, workers=new, on_error="return")
+            self.pids.update({a: p for a, p in answers.items() if isinstance(p, int)})
+        return self.pids
+
+    def _whole_and_busy(self) -> bool:
+        """Whether every worker is registered (a killed one is back) and one holds a block."""
+        processing = self.client.processing()
+        return len(processing) == self.cluster_workers and any(processing.values())
+
+    def _worker_run(self, result: CampaignResult, budget: int, gap: float, end: float) -> None:
+        before = committed(self.store) if self.store.exists() else set()
+        digests = {b: block_digest(self.store, b) for b in before}
+        self.client.wait_for_workers(self.cluster_workers, timeout=120)
+        process = self._start(self.store, 0)
+        result.runs += 1
+        kills = 0
+        next_kill: float | None = None
+        while process.poll() is None:
+            now = time.monotonic()
+            if kills >= budget or now >= end:
+                pass
+            elif next_kill is None:
+                if self._whole_and_busy():
+                    next_kill = now + self.rng.uniform(0, gap)
+            elif now >= next_kill:
+                kills += self._kill_a_worker(result)
+                next_kill = None
+            time.sleep(0.05)
+        stdout, stderr = process.communicate()
+        if process.returncode == 0:
+            summary = json.loads(stdout.strip().splitlines()[-1])
+            expected = (self.num_blocks - len(before), len(before))
+            if (summary["blocks_written"], summary["blocks_skipped"]) != expected:
+                result.problems.append(
+                    f"run {result.runs}: wrote/skipped {summary['blocks_written']}/"
+                    f"{summary['blocks_skipped']} blocks, expected {expected}"
+                )
+                result.mismatches += 1
+        elif "allowed-failures" in stderr:
+            result.failed_runs += 1
+        else:
+            raise AssertionError(f"fkd generate exited {process.returncode}: {stderr}")
+        self._check_after(result, before, digests)
+        self.log(f"run {result.runs}: {kills} workers killed, "
+                 f"{'finished' if process.returncode == 0 else 'failed (KilledWorker)'}, "
+                 f"kills {result.kills}")  # fmt: skip
+
+    def _kill_a_worker(self, result: CampaignResult) -> int:
+        """SIGKILL one registered worker chosen at random; 1 if one was killed."""
+        pids = self._worker_pids()
+        if not pids:
+            return 0
+        victim = self.rng.choice(sorted(pids))
+        held = self.client.processing(workers=[victim]).get(victim, ())
+        try:
+            os.kill(pids[victim], signal.SIGKILL)
+        except ProcessLookupError:
+            return 0
+        del self.pids[victim]
+        result.kills += 1
+        blocks = {int(str(key).split("-")[2]) for key in held if str(key).startswith("fkd-block-")}
+        result.kills_mid_block += bool(blocks)
+        if self.store.exists():
+            now = committed(self.store)
+            for block in blocks - now:
+                files, nbytes, expected = written_bytes(self.store, block, self.create_arrays)
+                if files:
+                    result.blocks_redone += 1
+                    result.bytes_redone += nbytes
+                    result.torn_blocks += int(files < expected)
+            for block in now:
+                if block_digest(self.store, block) != self.expected[block]:
+                    result.mismatches += 1
+                    result.problems.append(
+                        f"kill {result.kills}: committed block {block} differs from the "
+                        f"reference in {self._differing_files(block)}"
+                    )
+        return 1
 
 
 # --------------------------------------------------------------------------- loader soak

@@ -3,7 +3,8 @@
 Every run is the real command (``python -m fkd generate`` in a subprocess) on
 Fashion-MNIST PNGs with a tiny seeded teacher (``fault_tools``); every check
 compares stores byte for byte or array by array with an uninterrupted reference.
-The long campaign (``benchmarks/fault_campaign.py``) runs the same code with 200+ kills.
+The long campaign (``benchmarks/fault_campaign.py``) runs the same code with 200+ kills;
+``--runner dask-client`` and ``--runner dask-worker`` run the dask campaigns below.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import numpy as np
 import pytest
 from fault_tools import (
     Campaign,
+    CampaignResult,
+    DaskClientCampaign,
+    DaskWorkerCampaign,
     arrays_equal,
     block_digest,
     committed,
@@ -68,6 +72,43 @@ def test_ten_random_sigkills_lose_nothing_and_resume_to_the_reference(
     # Every kill that left blocks open was followed by a refused read of one of them.
     assert result.refused_reads >= 1
     assert not campaign.store.exists()
+
+
+def assert_dask_campaign_clean(runner: Campaign, result: CampaignResult, local: Campaign) -> None:
+    """Nothing lost or changed, no process left, and dask's bytes are single-process bytes."""
+    assert result.problems == []
+    assert result.blocks_lost == 0 and result.mismatches == 0 and result.verify_failures == 0
+    assert result.orphans == 0
+    assert result.episodes >= 1 and not runner.store.exists()
+    # The dask reference is the single-process reference, array by array and byte by byte.
+    assert arrays_equal(runner.reference, local.reference) == []
+    assert runner.expected == local.expected
+
+
+@pytest.mark.slow
+def test_client_killed_with_its_cluster_three_times_leaves_no_process_and_resumes(
+    campaign: Campaign, tmp_path: Path
+) -> None:
+    """``--cluster local:2``: SIGKILL the client's process group (client and workers)."""
+    runner = DaskClientCampaign(campaign.setup, tmp_path, seed=88, delay=0.05)
+    result = runner.run(kills=3)
+    assert result.kills == 3 and result.runner == "dask-client"
+    # A kill took the client and its 2 LocalCluster workers (one before the workers were
+    # spawned takes fewer); none of them outlived it.
+    assert max(runner.group_sizes) >= 3 and result.processes_killed == sum(runner.group_sizes)
+    assert_dask_campaign_clean(runner, result, campaign)
+
+
+@pytest.mark.slow
+def test_dask_workers_killed_three_times_mid_run_the_runs_finish_identical(
+    campaign: Campaign, tmp_path: Path
+) -> None:
+    """``--scheduler``: SIGKILL random workers of a LocalCluster while the run goes on."""
+    runner = DaskWorkerCampaign(campaign.setup, tmp_path, seed=89, delay=0.5, gap=1.0)
+    result = runner.run(kills=3)
+    assert result.kills == 3 and result.runner == "dask-worker"
+    assert result.kills_mid_block >= 1  # at least one kill took a block with it
+    assert_dask_campaign_clean(runner, result, campaign)
 
 
 # --------------------------------------------------------------------------- disk full
