@@ -13,7 +13,6 @@ Same data, teacher and student recipe as ``demo/run.py`` (see ``--preset``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -25,7 +24,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import PRESETS, SHIPPED_TEACHER, DemoPlan, Runner, prepare_data  # noqa: E402
+from run import (  # noqa: E402
+    SHIPPED_TEACHER,
+    DemoPlan,
+    Runner,
+    add_plan_options,
+    plan_from_args,
+    prepare_data,
+)
 
 # (row name, label type, K) of FKD's label-type table; K is ignored where the codec fixes it.
 LABEL_TYPES = (
@@ -104,13 +110,13 @@ def markdown(rows: list[dict[str, Any]], plan: DemoPlan, seeds: Sequence[int]) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    add_plan_options(parser)
     parser.add_argument("--work", type=Path, default=HERE / "work" / "ablation")
     parser.add_argument("--report-dir", type=Path, default=HERE)
     parser.add_argument("--seeds", default="0", help="comma-separated student seeds")
     parser.add_argument("--teacher", type=Path, default=SHIPPED_TEACHER)
     args = parser.parse_args(argv)
-    plan = dataclasses.replace(PRESETS[args.preset], train_teacher=False)
+    plan = plan_from_args(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     run = Runner(args.work / "commands.log")

@@ -72,14 +72,14 @@ class DemoPlan:
 
 DEFAULT = DemoPlan(
     name="default",
-    train_per_class=500,
+    train_per_class=200,
     val_per_class=None,
     train_teacher=False,
     teacher_per_class=None,
     teacher_epochs=12,
     student="cnn_8_16_32",
-    student_epochs=32,
-    crops_per_image=32,
+    student_epochs=64,
+    crops_per_image=64,
     crops_per_visit=4,
     batch_size=128,
     lr=0.2,
@@ -93,7 +93,12 @@ DEFAULT = DemoPlan(
 PRESETS = {
     "default": DEFAULT,
     "full": dataclasses.replace(
-        DEFAULT, name="full", train_per_class=None, train_teacher=True, student_epochs=32
+        DEFAULT,
+        name="full",
+        train_per_class=None,
+        train_teacher=True,
+        student_epochs=32,
+        crops_per_image=32,
     ),
     "quick": dataclasses.replace(
         DEFAULT,
@@ -325,9 +330,38 @@ def summarise_seeds(per_seed: Sequence[dict[str, float]]) -> dict[str, dict[str,
 # The whole demo ---------------------------------------------------------------------
 
 
+OVERRIDABLE = (
+    ("train_per_class", int),
+    ("student", str),
+    ("student_epochs", int),
+    ("crops_per_image", int),
+    ("crops_per_visit", int),
+    ("temperature", float),
+    ("topk", int),
+)
+
+
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    """``--preset`` and the plan fields a run may override."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    for name, kind in OVERRIDABLE:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=None, help="override the preset's value")
+
+
+def plan_from_args(args: argparse.Namespace) -> DemoPlan:
+    """The preset with the overrides given on the command line."""
+    plan = PRESETS[args.preset]
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name, _ in OVERRIDABLE if getattr(args, name) is not None
+    }
+    if getattr(args, "train_teacher", False):
+        overrides["train_teacher"] = True
+    return dataclasses.replace(plan, **overrides)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--work", type=Path, default=HERE / "work", help="scratch folder")
     parser.add_argument("--report-dir", type=Path, default=HERE, help="report.{md,json,png}")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
@@ -337,18 +371,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=SHIPPED_TEACHER,
         help="the cnn_teacher checkpoint (from fkd train) to use when not training one here",
     )
-    for name, kind in (
-        ("train_per_class", int),
-        ("student", str),
-        ("student_epochs", int),
-        ("crops_per_image", int),
-        ("crops_per_visit", int),
-        ("temperature", float),
-        ("topk", int),
-    ):
-        parser.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=None, help="override the preset"
-        )
+    add_plan_options(parser)
     parser.add_argument(
         "--train-teacher",
         action="store_true",
@@ -359,15 +382,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = PRESETS[args.preset]
-    overrides = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(plan)
-        if getattr(args, field.name, None) is not None
-    }
-    if args.train_teacher:
-        overrides["train_teacher"] = True
-    plan = dataclasses.replace(plan, **overrides)
+    plan = plan_from_args(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     args.report_dir.mkdir(parents=True, exist_ok=True)
