@@ -3,35 +3,44 @@
 On real photos (skimage.data chelsea, coffee, astronaut, rocket, camera and
 scikit-learn's china and flower, saved as JPEG quality 90 into a temporary
 ImageFolder and copied round-robin up to N images) with the real
-EfficientNet-Lite0 teacher, in one run:
+EfficientNet-Lite0 teacher, in one run, R rounds (``--rounds``) of these passes
+on the same images, teacher and M, interleaved so that the drift of a shared
+machine cancels out of the ratios:
 
 1. teacher only: the crops fkd cuts (same boxes, same cut path, pre-cut and
    pre-normalised in memory, channels_last) batched exactly as ``generate``
-   batches them, through ``teacher.probabilities`` alone; measured before and
-   after the end-to-end runs, to show the drift of this shared machine;
-2. fkd end to end: ``generate(GenerateConfig(...))`` into a fresh store, from
-   the scan to the committed store (teacher loading included), with the
-   default crop interpolation (bilinear: the batched ``roi_align`` fast path)
-   and, unless ``--no-bicubic``, with ``interpolation="bicubic"`` (the exact
-   per-crop ``resized_crop`` path, EfficientNet-Lite0's own resampling);
-   every stage is wrapped in a timer (see ``Stages``), nothing else changes;
+   batches them, through ``teacher.probabilities`` alone;
+2. fkd end to end: ``generate(GenerateConfig(...))`` with fkd's defaults (crop
+   interpolation, batch and block size, decode workers) into a fresh store,
+   from the scan to the committed store (teacher loading included); unless
+   ``--no-bicubic``, also with ``interpolation="bicubic"`` (the exact per-crop
+   ``resized_crop`` path, EfficientNet-Lite0's own resampling); every stage is
+   wrapped in a timer (see ``Stages``), nothing else changes;
 3. the original FKD generation pipeline, re-implemented here: DataLoader
    workers decode with PIL and cut M crops one by one with torchvision's
    ``RandomResizedCrop`` (PIL bicubic) + flip + ``ToTensor`` + ``Normalize``;
    the teacher runs over segments of 50 crops; a Python loop ``argsort``s each
    crop for its top 5; one ``torch.save`` file per image holding
-   ``[coords (M,4), flip (M,), labels (M,2,5)]``;
-4. a per-stage profile of one image through fkd's steps and the baseline's.
+   ``[coords (M,4), flip (M,), labels (M,2,5)]``.
+
+Even rounds run teacher only, fkd, original, fkd bicubic; odd rounds the
+reverse (ABBA), so the two headline pairs (fkd vs original, fkd vs teacher
+only) are adjacent in every round.  Each round gives its own ratios; the report
+quotes them per round with their median, min and max.  After the rounds:
+
+4. the baseline's teacher call vs fkd's, alternated (``--call-rounds``);
+5. a per-stage profile of one image through fkd's steps and the baseline's.
 
 Quote the ratios measured in one run; absolute times depend on the machine.
 
-    python benchmarks/generate_bench.py [--images N] [--crops M] [--batch-size B] [--out JSON]
+    python benchmarks/generate_bench.py [--rounds R] [--images N] [--crops M] [--out JSON]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -597,6 +606,91 @@ def profile_one_image(
     }
 
 
+# Rounds -----------------------------------------------------------------------------------
+
+TEACHER_ONLY = "teacher only"
+ORIGINAL = "FKD original"
+BICUBIC_KEY = "interpolation=bicubic (resized_crop per crop)"
+FKD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GenerateConfig)}
+
+
+def round_order(index: int, passes: list[str]) -> list[str]:
+    """ABBA: even rounds run ``passes`` in order, odd rounds in reverse."""
+    return list(passes) if index % 2 == 0 else list(reversed(passes))
+
+
+def pass_rate(record: dict[str, Any], name: str) -> float:
+    """crops/s of pass ``name`` in one round's record."""
+    if name == TEACHER_ONLY:
+        return float(record["teacher_only"]["crops_per_s"])
+    if name == ORIGINAL:
+        return float(record["baseline"]["crops_per_s"])
+    return float(record["fkd"][name]["crops_per_s"])
+
+
+def teacher_share(run: dict[str, Any]) -> float:
+    """Seconds in the teacher forward call over the run's wall (drift-free e2e/teacher)."""
+    return float(run["stages_s"]["teacher forward"] / run["wall_s"])
+
+
+def round_ratios(record: dict[str, Any]) -> dict[str, float]:
+    """The ratios of one round, each between passes of that round."""
+    teacher = record["teacher_only"]["crops_per_s"]
+    base = record["baseline"]
+    ratios: dict[str, float] = {}
+    for key, run in record["fkd"].items():
+        ratios[f"fkd/baseline [{key}]"] = run["crops_per_s"] / base["crops_per_s"]
+    for key, run in record["fkd"].items():
+        ratios[f"e2e/teacher-only [{key}]"] = run["crops_per_s"] / teacher
+    for key, run in record["fkd"].items():
+        ratios[f"e2e excluding setup/teacher-only [{key}]"] = (
+            run["crops_per_s_excluding_setup"] / teacher
+        )
+    ratios["baseline/teacher-only"] = base["crops_per_s"] / teacher
+    for key, run in record["fkd"].items():
+        ratios[f"in-run teacher-forward share of wall [{key}]"] = teacher_share(run)
+    ratios["in-run teacher-forward share of wall [FKD original]"] = teacher_share(base)
+    return ratios
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "rounds": values,
+    }
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``run_fkd``/``run_baseline`` dict of per-field medians over the rounds.
+
+    Numbers and dicts of numbers (stages, calls) are medians per key (a stage a
+    round did not call counts 0 there); other fields come from the first round;
+    ``crops_per_s_rounds`` and ``wall_s_rounds`` keep every round's value.
+    """
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            names = dict.fromkeys(name for run in runs for name in run[key])
+            out[key] = {
+                name: statistics.median(float(run[key].get(name, 0.0)) for run in runs)
+                for name in names
+            }
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = statistics.median(run[key] for run in runs)
+        else:
+            out[key] = value
+    for key in ("crops_per_s", "wall_s"):
+        out[f"{key}_rounds"] = [run[key] for run in runs]
+    return out
+
+
+def pooled_rate(runs: list[dict[str, Any]]) -> float:
+    """All rounds' crops over all rounds' wall (with ABBA, linear drift cancels in pairs)."""
+    return sum(run["crops"] for run in runs) / sum(run["wall_s"] for run in runs)
+
+
 # Checks -----------------------------------------------------------------------------------
 
 
@@ -615,16 +709,27 @@ def agreement(store_path: Path, probs: torch.Tensor, n: int, m: int) -> dict[str
 
 
 def report(results: dict[str, Any]) -> None:
+    rounds = results["rounds"]
+    print(f"\n{len(rounds)} rounds, ABBA order (crops/s per pass, in the order run):")
+    for record in rounds:
+        rates = "; ".join(f"{name} {pass_rate(record, name):.2f}" for name in record["order"])
+        print(f"  round {record['round'] + 1}: {rates}")
+    print("ratios: median (min-max) [per round]")
+    for name, values in results["ratio_spread"].items():
+        per_round = ", ".join(f"{v:.3f}" for v in values["rounds"])
+        print(
+            f"  {name}: {values['median']:.3f} ({values['min']:.3f}-{values['max']:.3f}) "
+            f"[{per_round}]"
+        )
+    for name, value in results["ratios"].items():
+        if name not in results["ratio_spread"]:
+            print(f"  {name}: {value:.3f}")
     teacher = results["teacher_only"]
-    print(
-        f"\nteacher only: {teacher['crops_per_s']:.2f} crops/s "
-        f"(before {teacher['before_crops_per_s']:.2f}, after {teacher['after_crops_per_s']:.2f})"
-    )
+    print(f"\nteacher only: {teacher['crops_per_s']:.2f} crops/s (median of rounds)")
     for key, run in results["fkd"].items():
         print(
-            f"fkd e2e [{key}]: {run['crops_per_s']:.2f} crops/s, wall {run['wall_s']:.1f}s; "
-            f"e2e/teacher-only {run['crops_per_s'] / teacher['crops_per_s']:.3f}; "
-            f"fkd/baseline {run['crops_per_s'] / results['baseline']['crops_per_s']:.2f}x"
+            f"fkd e2e [{key}]: {run['crops_per_s']:.2f} crops/s, wall {run['wall_s']:.1f}s "
+            "(medians of rounds; stages below too)"
         )
         for name, seconds in sorted(run["stages_s"].items(), key=lambda kv: -kv[1]):
             print(f"    {name:48s} {seconds:8.2f}s  {seconds / run['wall_s']:6.1%}")
@@ -644,20 +749,31 @@ def report(results: dict[str, Any]) -> None:
     calls = teacher["calls_interleaved"]
     for label, rate in calls["crops_per_s"].items():
         print(f"teacher call, {label} ({calls['sizes'][label]}): {rate:.2f} crops/s (median)")
-    for name, value in results["ratios"].items():
-        print(f"{name}: {value:.3f}")
-    print(f"agreement with teacher-only labels: {results['agreement']}")
+    print(f"agreement with teacher-only labels (worst round): {results['agreement']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved (ABBA) rounds of every pass (default 3)"
+    )
     parser.add_argument("--images", type=int, default=8, help="N images (default 8)")
     parser.add_argument("--crops", type=int, default=50, help="M crops per image (default 50)")
-    parser.add_argument("--batch-size", type=int, default=256, help="fkd batch (default 256)")
-    parser.add_argument("--workers", type=int, default=1, help="decode workers, both sides")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=FKD_DEFAULTS["batch_size"],
+        help=f"fkd batch (default: fkd's, {FKD_DEFAULTS['batch_size']})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=FKD_DEFAULTS["workers"],
+        help=f"decode workers, both sides (default: fkd's, {FKD_DEFAULTS['workers']})",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="repeats of one-image steps")
     parser.add_argument(
-        "--no-bicubic", action="store_true", help="skip the bicubic (per-crop) e2e run"
+        "--no-bicubic", action="store_true", help="skip the bicubic (per-crop) e2e passes"
     )
     parser.add_argument(
         "--call-rounds",
@@ -668,6 +784,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where temp files go")
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     workdir = Path(tempfile.mkdtemp(prefix="fkd-generate-bench-", dir=args.workdir))
     try:
@@ -696,13 +814,15 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             **extra,
         )
 
-    base_config = config("store-default")
+    base_config = config("store-spec")  # never written: sizes the crops and the spec
     teacher = load_teacher(TEACHER)
     default_interpolation = crop_info(base_config, teacher).interpolation
     print(
         f"teacher {TEACHER}: input {teacher.info.input_size}, own interpolation "
         f"{teacher.info.interpolation}, generate's default crop interpolation "
-        f"{default_interpolation}, torch threads {torch.get_num_threads()}"
+        f"{default_interpolation}, torch threads {torch.get_num_threads()}, "
+        f"workers {args.workers}, batch {args.batch_size}",
+        flush=True,
     )
     prepared = prepare(data, base_config)
     batches = teacher_batches(prepared, teacher, base_config)
@@ -710,42 +830,97 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     teacher.probabilities(warm, base_config.temperature)
     crops = sum(len(b) for b in batches)
     batch_sizes = [len(b) for b in batches]
+    temperature = base_config.temperature
 
-    before, probs = run_teacher_only(teacher, batches, base_config.temperature)
-    print(f"teacher only (before): {crops / before:.2f} crops/s")
     paths = {"bilinear": "roi_align", "bicubic": "resized_crop per crop"}
     default_key = f"default: {default_interpolation} ({paths[default_interpolation]})"
-    fkd_runs = {default_key: run_fkd(base_config)}
+    fkd_options: dict[str, dict[str, Any]] = {default_key: {}}
     if not args.no_bicubic and default_interpolation != "bicubic":
-        key = "interpolation=bicubic (resized_crop per crop)"
-        fkd_runs[key] = run_fkd(config("store-bicubic", interpolation="bicubic"))
-    for key, run in fkd_runs.items():
-        print(f"fkd e2e [{key}]: {run['crops_per_s']:.2f} crops/s")
-    baseline = run_baseline(
-        data, workdir / "fkd-original", args.crops, args.workers, base_config.temperature
-    )
-    print(f"FKD original: {baseline['crops_per_s']:.2f} crops/s")
-    calls = teacher_calls(teacher, batches, args.call_rounds, base_config.temperature)
-    print(f"teacher calls, interleaved: {calls['crops_per_s']}")
-    after, _ = run_teacher_only(teacher, batches, base_config.temperature)
-    print(f"teacher only (after): {crops / after:.2f} crops/s")
+        fkd_options[BICUBIC_KEY] = {"interpolation": "bicubic"}
+    # fkd next to the original and to teacher-only in every round, whichever the direction
+    passes = [TEACHER_ONLY, default_key, ORIGINAL, *list(fkd_options)[1:]]
+
+    rounds: list[dict[str, Any]] = []
+    probs: torch.Tensor | None = None
+    for r in range(args.rounds):
+        record: dict[str, Any] = {"round": r, "order": round_order(r, passes), "fkd": {}}
+        for name in record["order"]:
+            if name == TEACHER_ONLY:
+                seconds, probs = run_teacher_only(teacher, batches, temperature)
+                record["teacher_only"] = {"seconds": seconds, "crops_per_s": crops / seconds}
+            elif name == ORIGINAL:
+                out = workdir / f"fkd-original-r{r}"
+                record["baseline"] = run_baseline(data, out, args.crops, args.workers, temperature)
+            else:
+                tag = "default" if name == default_key else "bicubic"
+                store = config(f"store-{tag}-r{r}", **fkd_options[name])
+                record["fkd"][name] = run_fkd(store)
+            print(
+                f"round {r + 1}/{args.rounds}: {name}: {pass_rate(record, name):.2f} crops/s",
+                flush=True,
+            )
+        record["ratios"] = round_ratios(record)
+        record["agreement"] = agreement(
+            workdir / f"store-default-r{r}", probs, args.images, args.crops
+        )
+        head = record["ratios"]
+        print(
+            f"round {r + 1}/{args.rounds}: fkd/original "
+            f"{head[f'fkd/baseline [{default_key}]']:.3f}, e2e/teacher-only "
+            f"{head[f'e2e/teacher-only [{default_key}]']:.3f}",
+            flush=True,
+        )
+        rounds.append(record)
+
+    calls = teacher_calls(teacher, batches, args.call_rounds, temperature)
+    print(f"teacher calls, interleaved: {calls['crops_per_s']}", flush=True)
+    for record in rounds:  # the teacher-call ratio comes from the calls, after the rounds
+        for key, run in record["fkd"].items():
+            record["ratios"][f"fkd/baseline, drift-corrected [{key}]"] = (
+                teacher_share(run)
+                * calls["fkd call/baseline call"]
+                / teacher_share(record["baseline"])
+            )
     del batches
     profile = profile_one_image(data, workdir, teacher, base_config, args.repeats)
 
-    teacher_seconds = (before + after) / 2
-    teacher_rate = crops / teacher_seconds
+    fkd_runs = {key: [record["fkd"][key] for record in rounds] for key in fkd_options}
+    baseline_runs = [record["baseline"] for record in rounds]
+    teacher_rates = [record["teacher_only"]["crops_per_s"] for record in rounds]
+    ratio_spread = {
+        name: spread([record["ratios"][name] for record in rounds]) for name in rounds[0]["ratios"]
+    }
+    pooled = {
+        **{
+            f"fkd/baseline, pooled over rounds [{key}]": pooled_rate(runs)
+            / pooled_rate(baseline_runs)
+            for key, runs in fkd_runs.items()
+        },
+        **{
+            f"e2e/teacher-only, pooled over rounds [{key}]": pooled_rate(runs)
+            * sum(record["teacher_only"]["seconds"] for record in rounds)
+            / (crops * len(rounds))
+            for key, runs in fkd_runs.items()
+        },
+    }
+    worst = {
+        name: min(record["agreement"][name] for record in rounds) for name in rounds[0]["agreement"]
+    }
     results: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "cuda": torch.cuda.is_available(),
         },
         "params": {
+            "rounds": args.rounds,
+            "pass_order_even_rounds": passes,
             "images": args.images,
             "crops_per_image": args.crops,
             "batch_size": args.batch_size,
@@ -758,53 +933,25 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "teacher_only": {
             "crops": crops,
             "batches": batch_sizes,
-            "before_s": before,
-            "after_s": after,
-            "before_crops_per_s": crops / before,
-            "after_crops_per_s": crops / after,
-            "crops_per_s": teacher_rate,
+            "seconds_rounds": [record["teacher_only"]["seconds"] for record in rounds],
+            "crops_per_s_rounds": teacher_rates,
+            "crops_per_s": statistics.median(teacher_rates),
             "calls_interleaved": calls,
         },
-        "fkd": fkd_runs,
-        "baseline": baseline,
+        "fkd": {key: median_run(runs) for key, runs in fkd_runs.items()},
+        "baseline": median_run(baseline_runs),
+        "rounds": rounds,
         "ratios": {
-            **{
-                f"e2e/teacher-only [{key}]": run["crops_per_s"] / teacher_rate
-                for key, run in fkd_runs.items()
-            },
-            **{
-                f"e2e excluding setup/teacher-only [{key}]": run["crops_per_s_excluding_setup"]
-                / teacher_rate
-                for key, run in fkd_runs.items()
-            },
-            **{
-                f"fkd/baseline [{key}]": run["crops_per_s"] / baseline["crops_per_s"]
-                for key, run in fkd_runs.items()
-            },
-            "baseline/teacher-only": baseline["crops_per_s"] / teacher_rate,
-            **{
-                f"in-run teacher-forward share of wall [{key}]": run["stages_s"]["teacher forward"]
-                / run["wall_s"]
-                for key, run in fkd_runs.items()
-            },
-            **{
-                f"fkd/baseline, drift-corrected [{key}]": run["stages_s"]["teacher forward"]
-                / run["wall_s"]
-                * calls["fkd call/baseline call"]
-                / (baseline["stages_s"]["teacher forward"] / baseline["wall_s"])
-                for key, run in fkd_runs.items()
-            },
+            **{name: values["median"] for name, values in ratio_spread.items()},
+            **pooled,
             "fkd call/baseline call (interleaved)": calls["fkd call/baseline call"],
             "channels_last/NCHW, 50 crops (interleaved)": calls["channels_last/NCHW (50 crops)"],
             "channels_last model+input/input only, 50 crops (interleaved)": calls[
                 "channels_last model+input/channels_last input (50 crops)"
             ],
-            "in-run teacher-forward share of wall [FKD original]": baseline["stages_s"][
-                "teacher forward"
-            ]
-            / baseline["wall_s"],
         },
-        "agreement": agreement(workdir / "store-default", probs, args.images, args.crops),
+        "ratio_spread": ratio_spread,
+        "agreement": worst,
         "profile_one_image": profile,
     }
     return results
