@@ -12,12 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
-from skimage import data
 from torch import nn
 
 INFO = {
@@ -99,26 +95,3 @@ def make_crash() -> tuple[nn.Module, dict[str, object]]:
     """Only ever for dask workers: it kills the process that runs it on a flat image."""
     torch.set_num_threads(1)
     return CrashOnFlat(_net(0)), dict(INFO)
-
-
-def photo_patches(count: int, size: int = 28) -> list[np.ndarray]:
-    """``count`` Fashion-MNIST-sized patches cut from real photos (seeded)."""
-    sources = [data.chelsea(), data.coffee(), data.astronaut(), data.camera(), data.rocket()]
-    rng = np.random.default_rng(0)
-    patches = []
-    for i in range(count):
-        photo = sources[i % len(sources)]
-        top = int(rng.integers(0, photo.shape[0] - 4 * size))
-        left = int(rng.integers(0, photo.shape[1] - 4 * size))
-        patch = Image.fromarray(photo[top : top + 4 * size, left : left + 4 * size])
-        patches.append(np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR)))
-    return patches
-
-
-def save_patches(folder: Path, patches: list[np.ndarray]) -> Path:
-    """Patches as an ImageFolder of two classes, PNG and JPEG."""
-    for i, patch in enumerate(patches):
-        target = folder / ("ab"[i % 2]) / f"img{i:02d}.{'png' if i % 3 else 'jpg'}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(patch).save(target)
-    return folder

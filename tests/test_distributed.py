@@ -24,9 +24,16 @@ import dask
 import numpy as np
 import psutil
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from distributed import Client
-from distributed_helpers import photo_patches, save_patches
+from generate_helpers import (
+    committed_markers,
+    fkd,
+    one_line_error,
+    photo_patches,
+    save_patches,
+    succeeded,
+)
 from PIL import Image
 from store_factory import read_all
 
@@ -45,25 +52,6 @@ SLOW = ("--teacher", "distributed_helpers:make_slow", *TINY_ARGS)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def fkd(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def succeeded(result: Result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exc_info}"
-    return result.stdout
-
-
-def one_line_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), f"crashed: {result.exc_info}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def assert_same_arrays(a: Path, b: Path, blocks: list[int] | None = None) -> None:
@@ -88,11 +76,6 @@ def chunk_files(store: Path) -> dict[str, bytes]:
         for path in sorted(store.rglob("*"))
         if path.is_file() and path.name != "zarr.json"
     }
-
-
-def committed_markers(store: Path) -> int:
-    folder = store / "block_commit" / "c"
-    return len(list(folder.iterdir())) if folder.is_dir() else 0
 
 
 def config(data: Path, out: Path, teacher: str = "make", **options: object) -> GenerateConfig:
