@@ -285,6 +285,7 @@ class CampaignResult:
     orphans: int = 0
     kills_mid_block: int = 0
     failed_runs: int = 0
+    workers_not_back: int = 0
 
     def lines(self) -> list[str]:
         if self.runner == "dask-worker":
@@ -308,7 +309,8 @@ class CampaignResult:
             dask.append(
                 f"runs ended by KilledWorker (a block lost with its worker more than "
                 f"allowed-failures times), then resumed: {self.failed_runs}; "
-                f"orphans left alive: {self.orphans}"
+                f"orphans left alive: {self.orphans}; runs started with a killed worker "
+                f"not back after 120 s: {self.workers_not_back}"
             )
         return [
             what,
@@ -742,7 +744,11 @@ class DaskWorkerCampaign(Campaign):
     def _worker_run(self, result: CampaignResult, budget: int, gap: float, end: float) -> None:
         before = committed(self.store) if self.store.exists() else set()
         digests = {b: block_digest(self.store, b) for b in before}
-        self.client.wait_for_workers(self.cluster_workers, timeout=120)
+        try:
+            self.client.wait_for_workers(self.cluster_workers, timeout=120)
+        except TimeoutError:  # no more kills until it is back (they need every worker)
+            result.workers_not_back += 1
+            self.log("a killed worker was not back within 120 s; the run goes on without it")
         process = self._start(self.store, 0)
         result.runs += 1
         kills = 0
@@ -775,7 +781,8 @@ class DaskWorkerCampaign(Campaign):
         self._check_after(result, before, digests)
         self.log(f"run {result.runs}: {kills} workers killed, "
                  f"{'finished' if process.returncode == 0 else 'failed (KilledWorker)'}, "
-                 f"kills {result.kills}")  # fmt: skip
+                 f"kills {result.kills}, lost {result.blocks_lost}, mismatches "
+                 f"{result.mismatches}, problems {len(result.problems)}")  # fmt: skip
 
     def _kill_a_worker(self, result: CampaignResult) -> int:
         """SIGKILL one registered worker chosen at random; 1 if one was killed."""
