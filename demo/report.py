@@ -49,6 +49,7 @@ def write_report(
         teacher=teacher,
         commands=[list(c) for c in commands],
         demo_seconds=seconds,
+        reused_seeds=sum(1 for r in results if r.get("reused")),
     )
     missing = [key for key in HEADLINE if key not in report]
     if missing:
@@ -75,7 +76,12 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"Fashion-MNIST, preset `{plan['name']}` ({spread}); student `{plan['student']}`, "
         f"{plan['student_epochs']} crop-epochs, N={plan['crops_per_visit']} crops per visit, "
         f"M={plan['crops_per_image']} stored crops per image, scale {plan['scale']}, "
-        f"{plan['label_type']} top-{plan['topk']}. Whole demo: {report['demo_seconds']:.0f} s.",
+        f"{plan['label_type']} top-{plan['topk']}. Whole demo: {report['demo_seconds']:.0f} s"
+        + (
+            f" ({report['reused_seeds']} seed(s) reused from an earlier run)."
+            if report["reused_seeds"]
+            else "."
+        ),
         "",
         f"Teacher `cnn_teacher` ({report['teacher']['checkpoint']}): "
         f"top-1 {_cell(summary, 'teacher_acc')}% on {report['teacher']['accuracy']['images']} "

@@ -272,7 +272,7 @@ def run_seed(
         result: dict[str, Any] = json.loads(saved.read_text())
         if result.get("plan") == plan.to_dict() and result.get("teacher") == str(teacher):
             print(f"\n== seed {seed}: reusing the finished run in {work}", flush=True)
-            return result
+            return {**result, "reused": True}
     store = work / "labels.zarr"
     generate_step, generated = generate_labels(run, plan, data, teacher, store, seed)
     curves = {
