@@ -214,6 +214,7 @@ class LabelStore:
         self.codec: LabelCodec = get_codec(spec.codec)
         self._arrays: dict[str, Any] = {}
         self._per_image: dict[str, NDArray[Any]] = {}
+        self._per_image_mask: NDArray[np.bool_] | None = None
         self._committed: NDArray[np.bool_] | None = None
         self._readers: dict[str, ShardRowReader] | None = None
 
@@ -382,10 +383,30 @@ class LabelStore:
             ) from None
 
     def per_image(self, name: str) -> NDArray[Any]:
-        """A whole per-image array (height, width, status, target...), cached."""
+        """A whole per-image array (height, width, status, target...), cached.
+
+        Arrays written with each block are read over the committed blocks only (the
+        rest hold the fill value): a torn chunk of a block still being written must
+        not stop reads of the committed ones.
+        """
+        committed = self.committed_mask()
+        if self._per_image_mask is None or not np.array_equal(self._per_image_mask, committed):
+            self._per_image.clear()
+            self._per_image_mask = committed.copy()
         if name not in self._per_image:
-            self._per_image[name] = np.asarray(self._read(name, slice(None)))
+            if self.layout[name].writer == "block":
+                self._per_image[name] = self._read_committed_rows(name, committed)
+            else:
+                self._per_image[name] = np.asarray(self._read(name, slice(None)))
         return self._per_image[name]
+
+    def _read_committed_rows(self, name: str, committed: NDArray[np.bool_]) -> NDArray[Any]:
+        layout = self.layout[name]
+        rows = np.full(layout.shape, layout.fill_value, dtype=layout.dtype)
+        for first, last in _runs(np.flatnonzero(committed)):
+            start, stop = self.block_range(first)[0], self.block_range(last)[1]
+            rows[start:stop] = self._read(name, slice(start, stop))
+        return rows
 
     def failures(self) -> list[tuple[int, str]]:
         """(image index, reason) for every image recorded as failed in a committed block."""
@@ -695,3 +716,13 @@ __all__ = [
     "LabelStore",
     "validate_store_metadata",
 ]
+
+
+def _runs(values: NDArray[Any]) -> list[tuple[int, int]]:
+    """(first, last) of each run of consecutive integers in sorted ``values``."""
+    if values.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [values.size - 1]])
+    return [(int(values[a]), int(values[b])) for a, b in zip(starts, ends, strict=True)]
