@@ -5,16 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from http_server import serve
 from PIL import Image
 
 from fkd.cli.main import cli
@@ -126,31 +124,9 @@ def test_truncated_idx_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def mirror() -> Iterator[str]:
-    """A real ``python -m http.server`` on 127.0.0.1 serving Debian's files as a mirror."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "http.server",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(DEBIAN),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = re.search(r"port (\d+)", server.stdout.readline())
-        assert port, "http.server did not report its port"
-        yield f"http://127.0.0.1:{port.group(1)}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    """Debian's files served as a mirror by a real HTTP server on 127.0.0.1."""
+    with serve(DEBIAN) as url:
+        yield url + "/"
 
 
 def test_download_checks_md5_and_keeps_nothing_that_fails(tmp_path: Path, mirror: str) -> None:

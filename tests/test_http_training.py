@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from http_server import serve
 from PIL import Image
 from skimage import data as skdata
 
@@ -49,19 +47,8 @@ def served(tmp_path, monkeypatch) -> Iterator[tuple[str, Path]]:
                             teachers=(f"{MODULE}:make",), crops_per_image=4, workers=0,
                             device="cpu", block_size=1), progress=False)
     publish_store(str(tmp_path / "labels.zarr"), tmp_path / "www" / "labels")
-    server = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-         "--directory", str(tmp_path / "www")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = re.search(r"port (\d+)", server.stdout.readline())
-        assert port
-        yield f"http://127.0.0.1:{port.group(1)}/labels", photos
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with serve(tmp_path / "www") as url:
+        yield f"{url}/labels", photos
 
 
 def test_the_loader_trains_a_step_reading_labels_over_http(served, tmp_path) -> None:

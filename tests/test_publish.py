@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from http_server import serve
 from store_factory import write_store
 
 from fkd.cli.main import cli
@@ -33,30 +32,8 @@ def published(tmp_path) -> Path:
 @pytest.fixture
 def http_root(published) -> Iterator[str]:
     """A real `python -m http.server` on 127.0.0.1 serving the published folder's parent."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "http.server",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(published.parent),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = re.search(r"port (\d+)", server.stdout.readline())
-        assert port, "http.server did not report its port"
-        yield f"http://127.0.0.1:{port.group(1)}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with serve(published.parent) as url:
+        yield url
 
 
 def test_published_folder_has_card_checksums_and_verifies(published) -> None:
