@@ -58,10 +58,9 @@ def generate_full(run: Runner, plan: DemoPlan, data: Path, teacher: Path, store:
 
 
 def recode(run: Runner, full: Path, out: Path, label_type: str, topk: int) -> dict[str, Any]:
-    """The store for one label type, and its ``fkd inspect --json`` summary."""
-    if label_type == "full":
-        out = full
-    else:
+    """The store ``out`` for one label type (``full`` is the generated store itself), and
+    its ``fkd inspect --json`` summary."""
+    if out != full:
         run.fkd(
             f"re-encode as {label_type} K={topk}",
             "convert", "--to", "store", full, "--label-type", label_type, "--topk", topk,
@@ -131,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stores = {}
     for name, label_type, topk in LABEL_TYPES:
         store = args.work / f"{name.replace(' ', '_').replace('=', '')}.zarr"
-        stores[name] = store if label_type != "full" else full
+        stores[name] = store  # the "full" row's name makes it the generated store itself
         summary = recode(run, full, store, label_type, topk)
         top1 = [
             train(

@@ -253,11 +253,11 @@ def prepare_fashion_mnist(
     ):
         if value is not None and value < 1:
             raise DatasetError(f"{flag} must be at least 1, not {value}")
-    found = find_fashion_mnist(source)
     wanted = {"limit_per_class": limit_per_class, "val_limit_per_class": val_limit_per_class}
     reused = _existing(out, wanted, overwrite)
     if reused is not None:
         return reused
+    found = find_fashion_mnist(source)
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     limits = {"train": limit_per_class, "val": val_limit_per_class}

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,8 +151,9 @@ class GenerateSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (``fkd generate --json``): the counts, sizes, timings and fidelity."""
-        data = asdict(self)
-        data.pop("block_stats")
+        skipped = ("block_stats", "fidelity")  # per-block stats stay out: one per block
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skipped}
+        data["fidelity"] = asdict(self.fidelity) if self.fidelity else None
         data["bytes_per_crop"] = self.bytes_per_crop
         return data
 

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import hashlib
 import json
 import os
 import random
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
@@ -37,8 +35,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fkd.datasets import read_split
+
 FASHION_MNIST = Path(os.environ.get("FKD_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
-FASHION_CLASSES = (
+FASHION_CLASSES = (  # short folder names: the file-size-limit test sizes its limit on them
     "t-shirt", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "boot",
 )  # fmt: skip
@@ -96,21 +96,9 @@ TEACHER_SOURCE = textwrap.dedent(
 # --------------------------------------------------------------------------- data
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped) as a numpy array: the format of the MNIST family."""
-    with gzip.open(path, "rb") as stream:
-        raw = stream.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def fashion_mnist_folder(root: Path, count: int, offset: int = 0) -> Path:
     """``count`` Fashion-MNIST training images as PNGs in class folders under ``root``."""
-    images = read_idx(FASHION_MNIST / "train-images-idx3-ubyte.gz")
-    labels = read_idx(FASHION_MNIST / "train-labels-idx1-ubyte.gz")
+    images, labels = read_split(FASHION_MNIST, "train")
     for i in range(offset, offset + count):
         folder = root / FASHION_CLASSES[int(labels[i])]
         folder.mkdir(parents=True, exist_ok=True)

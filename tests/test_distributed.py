@@ -383,8 +383,8 @@ def test_client_killed_mid_run_takes_its_workers_and_the_rerun_does_the_rest(
                 child.kill()
     assert len(gone) >= 2  # at least the two dask workers were there, and are gone
     store = LabelStore.open(out)
-    committed = len(store.committed_blocks())
-    assert 1 <= committed < BLOCKS
+    committed = len(store.committed_blocks())  # >= 1: the kill waited for a first commit
+    assert committed < BLOCKS, "the run finished before the kill: the test needs a slower teacher"
 
     rerun = succeeded(fkd(*command[3:]))
     assert rerun.splitlines()[0] == (

@@ -13,7 +13,6 @@ OpenMP's spinning threads make small convolutions many times slower.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from fkd.checkpoints import (
 )
 from fkd.cli.eval import eval_command
 from fkd.cli.train import train_command
+from fkd.datasets import read_split
 from fkd.models.registry import build_model
 from fkd.train import (
     CropSchedule,
@@ -94,22 +94,11 @@ STUDENT = [
 # --------------------------------------------------------------------------- data
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip): magic 0x0000 0x08 ndim, ndim big-endian uint32 sizes, uint8 data."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    assert data[:3] == b"\x00\x00\x08", f"{path} is not a uint8 IDX file"
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def write_fashion_subset(root: Path, train_per_class: int, val_per_class: int) -> Path:
     """``root/train/<k>_<name>/NNNN.png`` and ``root/val/...`` (val from the test split)."""
     splits = (("train", "train", train_per_class), ("val", "t10k", val_per_class))
     for split, prefix, count in splits:
-        images = read_idx(FASHION / f"{prefix}-images-idx3-ubyte.gz")
-        labels = read_idx(FASHION / f"{prefix}-labels-idx1-ubyte.gz")
+        images, labels = read_split(FASHION, prefix)
         for target, name in enumerate(CLASSES):
             folder = root / split / f"{target}_{name}"
             folder.mkdir(parents=True)
