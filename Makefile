@@ -33,9 +33,13 @@ test: install fashion-mnist lint
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow"
 
+# The benchmarks behind docs/benchmarks.md (about an hour on 2 cores); each prints its ratios.
 bench: install
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/compression_bench.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/generate_bench.py
+	$(PY) benchmarks/loader_bench.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/distributed_bench.py
 
 # The whole FKD job on real Fashion-MNIST: teacher, fkd generate, three students, report
 # (demo/report.md, .json, .png). FULL=1: all 60k images and the teacher retrained;

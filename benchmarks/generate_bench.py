@@ -252,8 +252,9 @@ def teacher_batches(
                 )
             )
         joined = torch.cat(crops)
-        for first in range(0, len(joined), config.batch_size):
-            batch = joined[first : first + config.batch_size]
+        size = config.batch_size_on(torch.device("cpu"))
+        for first in range(0, len(joined), size):
+            batch = joined[first : first + size]
             batches.append(batch.contiguous(memory_format=torch.channels_last))
     return batches
 
@@ -500,14 +501,6 @@ def profile_one_image(
     size = info.input_size
     shape = np.array(image.shape[:2])
 
-    def roi_align_ratio1() -> torch.Tensor:
-        box = torch.as_tensor(boxes, dtype=torch.float32)
-        top, left, height, width = box.unbind(-1)
-        rois = torch.stack([torch.zeros_like(top), left, top, left + width, top + height], -1)
-        return torchvision.ops.roi_align(
-            tensor[None], rois, (size, size), 1.0, sampling_ratio=1, aligned=True
-        )
-
     def encode() -> Any:
         bool(torch.isfinite(probs).all())
         return to_numpy_fields(encode_torch(probs, spec.codec), spec.codec)
@@ -546,18 +539,23 @@ def profile_one_image(
         "decode (fkd: simplejpeg)": lambda: decode_image(path),
         "sample boxes": lambda: sample_boxes(spec.crops, np.array([0]), shape[:1], shape[1:]),
         "image to tensor": lambda: crop_ops.image_to_tensor(image),
-        "cut: roi_align (bilinear fast path)": lambda: crop_ops.cut_crops(
+        "cut: uint8 resized_crop per crop (bilinear on CPU, the default)": lambda: (
+            crop_ops.cut_crops_uint8(image, boxes, flips, size)
+        ),
+        "cut: the same, 1 torch thread (as in a decode worker)": one_thread(
+            lambda: crop_ops.cut_crops_uint8(image, boxes, flips, size)
+        ),
+        "cut: roi_align (bilinear on a GPU), on CPU": lambda: crop_ops.cut_crops(
             tensor, boxes, flips, size
         ),
-        "cut: roi_align, sampling_ratio=1 (what-if)": roi_align_ratio1,
-        "cut: resized_crop per crop, bicubic (--interpolation bicubic)": lambda: (
+        "cut: roi_align, 1 torch thread": one_thread(
+            lambda: crop_ops.cut_crops(tensor, boxes, flips, size)
+        ),
+        "cut: resized_crop per crop on float, bicubic (--interpolation bicubic)": lambda: (
             crop_ops.cut_crops_reference(tensor, boxes, flips, size, "bicubic")
         ),
-        "cut: resized_crop per crop, bicubic, 1 torch thread (what-if)": one_thread(
+        "cut: the same, 1 torch thread": one_thread(
             lambda: crop_ops.cut_crops_reference(tensor, boxes, flips, size, "bicubic")
-        ),
-        "cut: roi_align, 1 torch thread (what-if)": one_thread(
-            lambda: crop_ops.cut_crops(tensor, boxes, flips, size)
         ),
         "normalise": lambda: crop_ops.normalise(cut_bicubic, info.mean, info.std),
         "channels_last copy": lambda: normalised.contiguous(memory_format=torch.channels_last),
@@ -567,8 +565,13 @@ def profile_one_image(
     for _ in range(repeats + 1):
         write()
     fkd_times["write: LabelStore.write_block (1-image block)"] = statistics.median(write_times[1:])
-    fkd_times["teacher forward (M crops, one batch)"] = median_seconds(
-        lambda: teacher.probabilities(batch, config.temperature), 1
+    fkd_batch = config.batch_size_on(torch.device("cpu"))
+    fkd_times[f"teacher forward (M crops, batches of {fkd_batch})"] = median_seconds(
+        lambda: [
+            teacher.probabilities(part.contiguous(memory_format=torch.channels_last), 1.0)
+            for part in batch.split(fkd_batch)
+        ],
+        1,
     )
 
     dataset = FKDOriginalDataset(one, m, size, info.mean, info.std)
@@ -757,13 +760,14 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved (ABBA) rounds of every pass (default 3)"
     )
-    parser.add_argument("--images", type=int, default=8, help="N images (default 8)")
+    parser.add_argument("--images", type=int, default=32, help="N images (default 32)")
     parser.add_argument("--crops", type=int, default=50, help="M crops per image (default 50)")
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=FKD_DEFAULTS["batch_size"],
-        help=f"fkd batch (default: fkd's, {FKD_DEFAULTS['batch_size']})",
+        default=None,
+        help="fkd batch (default: fkd's own on CPU, "
+        f"{GenerateConfig(data=Path(), out='').batch_size_on(torch.device('cpu'))})",
     )
     parser.add_argument(
         "--workers",
@@ -821,7 +825,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"teacher {TEACHER}: input {teacher.info.input_size}, own interpolation "
         f"{teacher.info.interpolation}, generate's default crop interpolation "
         f"{default_interpolation}, torch threads {torch.get_num_threads()}, "
-        f"workers {args.workers}, batch {args.batch_size}",
+        f"workers {args.workers}, batch {base_config.batch_size_on(torch.device('cpu'))}",
         flush=True,
     )
     prepared = prepare(data, base_config)
@@ -832,7 +836,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     batch_sizes = [len(b) for b in batches]
     temperature = base_config.temperature
 
-    paths = {"bilinear": "roi_align", "bicubic": "resized_crop per crop"}
+    paths = {"bilinear": "uint8 resized_crop per crop", "bicubic": "resized_crop per crop"}
     default_key = f"default: {default_interpolation} ({paths[default_interpolation]})"
     fkd_options: dict[str, dict[str, Any]] = {default_key: {}}
     if not args.no_bicubic and default_interpolation != "bicubic":
@@ -923,7 +927,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "pass_order_even_rounds": passes,
             "images": args.images,
             "crops_per_image": args.crops,
-            "batch_size": args.batch_size,
+            "batch_size": base_config.batch_size_on(torch.device("cpu")),
             "workers": args.workers,
             "teacher": TEACHER,
             "default_crop_interpolation": default_interpolation,

@@ -1,15 +1,21 @@
 """Applying crop boxes to pixels: cut, resize, flip and normalise, batched over crops.
 
 Sampling the boxes is ``fkd.storage_formats.crop_sampler`` (numpy, no torch);
-this module only applies them.  Two paths:
+this module only applies them.  Three paths:
 
-- ``cut_crops`` (the fast path): one ``torchvision.ops.roi_align`` call cuts
+- ``cut_crops`` (the batched path): one ``torchvision.ops.roi_align`` call cuts
   and resizes all M crops of an image at once, on CPU or GPU.  With adaptive
   sampling each output pixel averages ceil(box/size)^2 bilinear samples of
   its bin, so downscaling is antialiased.  It supports bilinear resampling.
+- ``cut_crops_uint8`` (the CPU path): torchvision's antialiased bilinear
+  ``resized_crop`` per crop on the uint8 image, torch's vectorised uint8
+  resize: 7-8x cheaper than ``roi_align`` on one CPU thread, within one grey
+  level of the reference.
 - ``cut_crops_reference`` (the exact path): torchvision's ``resized_crop`` per
-  crop with antialiasing, bilinear or bicubic.  It is what the fidelity check
-  compares against, and what bicubic interpolation uses.
+  crop with antialiasing on float pixels, bilinear or bicubic.  It is what the
+  fidelity check compares against, and what bicubic interpolation uses.
+
+``cut_teacher_crops`` picks the one ``fkd generate`` uses on a device.
 """
 
 from __future__ import annotations
@@ -91,6 +97,63 @@ def cut_crops_reference(
         )
         crops.append(crop.flip(-1) if flip else crop)
     return torch.stack(crops)
+
+
+def cut_crops_uint8(
+    pixels: NDArray[np.uint8], boxes: NDArray[np.float64], flips: NDArray[np.bool_], size: int
+) -> torch.Tensor:
+    """Crops of an ``HxWx3`` uint8 image as float32 ``[N, 3, size, size]`` in 0..255.
+
+    Each pixel box (rounded to whole pixels, as ``cut_crops_reference`` does)
+    goes through torchvision's antialiased bilinear ``resized_crop`` on the
+    uint8 image in channels-last layout, torch's vectorised uint8 resize: much
+    cheaper on CPU than ``cut_crops`` and within one grey level of the float
+    reference (the result is rounded to uint8 before it becomes float).
+    """
+    image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
+    height, width = pixels.shape[:2]
+    whole = np.rint(np.asarray(boxes, dtype=np.float64)).astype(np.int64)
+    top = np.clip(whole[:, 0], 0, height - 1)
+    left = np.clip(whole[:, 1], 0, width - 1)
+    box_height = np.clip(whole[:, 2], 1, height - top)
+    box_width = np.clip(whole[:, 3], 1, width - left)
+    out = torch.empty((len(whole), 3, size, size), dtype=torch.float32)
+    for k in range(len(whole)):
+        crop = F.resized_crop(
+            image,
+            int(top[k]),
+            int(left[k]),
+            int(box_height[k]),
+            int(box_width[k]),
+            [size, size],
+            interpolation=InterpolationMode.BILINEAR,
+            antialias=True,
+        )
+        out[k].copy_(crop.flip(-1) if flips[k] else crop)
+    return out
+
+
+def cut_teacher_crops(
+    pixels: NDArray[np.uint8],
+    boxes: NDArray[np.float64],
+    flips: NDArray[np.bool_],
+    size: int,
+    interpolation: str,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """The crops ``fkd generate`` gives its teacher: ``[M, 3, size, size]`` float32 in 0..255.
+
+    Bicubic takes the exact path everywhere.  Bilinear takes the cheapest faithful
+    path of the device: per-crop uint8 resizing on CPU, one batched ``roi_align``
+    call on an accelerator.  ``pixels`` is the ``HxWx3`` uint8 image.
+    """
+    device = torch.device(device)
+    if interpolation == "bilinear" and device.type == "cpu":
+        return cut_crops_uint8(pixels, boxes, flips, size)
+    image = image_to_tensor(pixels, device)
+    if interpolation == "bilinear":
+        return cut_crops(image, boxes, flips, size)
+    return cut_crops_reference(image, boxes, flips, size, interpolation)
 
 
 def flip_where(crops: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:

@@ -54,8 +54,6 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from fkd import crops as crop_ops
 from fkd.images import (
@@ -165,12 +163,12 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
     Cutting: boxes are fractions, turned into pixels of the image actually
     decoded.  ``crop_backend="resized_crop"`` (the default) resizes each crop
     with torchvision's antialiased bilinear ``resized_crop`` on the uint8 image
-    (``cut_crops_uint8``: boxes rounded to whole pixels, within one grey level
-    of ``fkd.crops.cut_crops_reference``); ``"roi_align"`` uses
-    ``fkd.crops.cut_crops``, the teacher's own path in ``fkd generate`` (so a
-    student crop equals the crop the teacher labelled, on CPU to float
-    rounding), but it is 4-6x slower on a CPU worker
-    (``benchmarks/loader_bench.py``).
+    (``fkd.crops.cut_crops_uint8``: boxes rounded to whole pixels, within one
+    grey level of ``fkd.crops.cut_crops_reference``), the teacher's own path
+    when ``fkd generate`` ran on CPU; ``"roi_align"`` uses
+    ``fkd.crops.cut_crops``, the teacher's path when it ran on a GPU (so a
+    student crop equals the crop the teacher labelled, to float rounding), but
+    it is 4-6x slower on a CPU worker (``benchmarks/loader_bench.py``).
 
     ``device_decode=True`` moves decoding and cutting off the worker: items
     then carry the image file's bytes (``"encoded"``, for plain JPEGs) or its
@@ -338,7 +336,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
             tensor = crop_ops.image_to_tensor(pixels)
             crops = crop_ops.cut_crops(tensor, pixel_boxes, flips, self.input_size)
         else:
-            crops = cut_crops_uint8(pixels, pixel_boxes, flips, self.input_size)
+            crops = crop_ops.cut_crops_uint8(pixels, pixel_boxes, flips, self.input_size)
         if self.transform is not None:
             crops = torch.stack([self.transform(crop) for crop in crops])
         item["images"] = crops
@@ -448,40 +446,6 @@ def read_boxes(
     width = store.per_image("image_width")[index]
     pixels, flips = sample_boxes(store.spec.crops, index, height, width)
     return boxes_to_fractions(pixels, height, width), flips
-
-
-def cut_crops_uint8(
-    pixels: NDArray[np.uint8], boxes: NDArray[np.float64], flips: NDArray[np.bool_], size: int
-) -> torch.Tensor:
-    """Crops of an ``HxWx3`` uint8 image as float32 ``[N, 3, size, size]`` in 0..255.
-
-    Each pixel box (rounded to whole pixels, as ``fkd.crops.cut_crops_reference``
-    does) goes through torchvision's antialiased bilinear ``resized_crop`` on the
-    uint8 image in channels-last layout, torch's vectorised uint8 resize: 4-6x
-    faster on CPU than the ``roi_align`` path and within one grey level of the
-    float reference (the result is rounded to uint8 before it becomes float).
-    """
-    image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
-    height, width = pixels.shape[:2]
-    whole = np.rint(np.asarray(boxes, dtype=np.float64)).astype(np.int64)
-    top = np.clip(whole[:, 0], 0, height - 1)
-    left = np.clip(whole[:, 1], 0, width - 1)
-    box_height = np.clip(whole[:, 2], 1, height - top)
-    box_width = np.clip(whole[:, 3], 1, width - left)
-    out = torch.empty((len(whole), 3, size, size), dtype=torch.float32)
-    for k in range(len(whole)):
-        crop = TF.resized_crop(
-            image,
-            int(top[k]),
-            int(left[k]),
-            int(box_height[k]),
-            int(box_width[k]),
-            [size, size],
-            interpolation=InterpolationMode.BILINEAR,
-            antialias=True,
-        )
-        out[k].copy_(crop.flip(-1) if flips[k] else crop)
-    return out
 
 
 def read_file(path: str) -> bytes:

@@ -133,7 +133,7 @@ def label_block(task: BlockTask) -> BlockStats:
         teacher = cached_teacher(config, device)
         source = cached_source(store, task.image_root)
     reference = LabelStore.open(config.reference) if config.reference else None
-    labeller = BlockLabeller(store.spec, teacher, device, config.batch_size, reference)
+    labeller = BlockLabeller(store.spec, teacher, device, config.batch_size_on(device), reference)
     [stats] = label_and_write_blocks(
         store, source, [task.block], labeller, task.decode_workers, config.max_pixels
     )
@@ -276,7 +276,7 @@ def generate_on_client(
 
         summary.fidelity = check_fidelity(
             store, run.source, run.teacher, torch.device("cpu"), config.check_fidelity,
-            config.batch_size,
+            config.batch_size_on(torch.device("cpu")),
         )  # fmt: skip
     return summary
 

@@ -2,9 +2,11 @@
 
 For the first N decodable images of the store, on their stored boxes and flips:
 
-- the teacher's outputs on the fast batched crop path (what generation used)
-  are compared with its outputs on the exact reference path (torchvision's
-  ``resized_crop`` per crop, antialiased): mean KL(reference || fast);
+- the teacher's outputs on the crops generation cut on this device
+  (``fkd.crops.cut_teacher_crops``: uint8 per crop on CPU, batched
+  ``roi_align`` on a GPU) are compared with its outputs on the exact
+  reference path (torchvision's ``resized_crop`` per crop, antialiased, on
+  float pixels): mean KL(reference || fast);
 - the teacher's full distribution on the fast path is compared with the stored
   label after encode and decode: mean KL(teacher || stored) and top-1 agreement.
 
@@ -69,16 +71,15 @@ def check_fidelity(
         batch = store.read_images([index])
         height, width = pixels.shape[:2]
         boxes = crop_ops.fractions_to_pixels(batch.boxes[0], height, width)
-        image = crop_ops.image_to_tensor(pixels, device)
-        fast = (
-            crop_ops.cut_crops(image, boxes, batch.flips[0], info.input_size)
-            if info.interpolation == "bilinear"
-            else crop_ops.cut_crops_reference(
-                image, boxes, batch.flips[0], info.input_size, info.interpolation
-            )
+        fast = crop_ops.cut_teacher_crops(
+            pixels, boxes, batch.flips[0], info.input_size, info.interpolation, device
         )
         reference = crop_ops.cut_crops_reference(
-            image, boxes, batch.flips[0], info.input_size, info.interpolation
+            crop_ops.image_to_tensor(pixels, device),
+            boxes,
+            batch.flips[0],
+            info.input_size,
+            info.interpolation,
         )
         p_fast = _probabilities(teacher, fast, info.mean, info.std, temperature, batch_size)
         p_reference = _probabilities(

@@ -136,9 +136,9 @@ def plan_generation(config: GenerateConfig, crops_per_s: float | None = None) ->
     shard_images = sum(stop - start for start, stop in map(spec.block_range, blocks))
     size = SAMPLE_CROPS_CPU
     if device.type != "cpu":  # a full batch, as the run will use
-        size = min(SAMPLE_CROPS_GPU_MAX, config.batch_size)
+        size = min(SAMPLE_CROPS_GPU_MAX, config.batch_size_on(device))
     sample = sample_crops(source, spec, size, config.max_pixels, device)
-    batch = min(config.batch_size, len(sample.crops))
+    batch = min(config.batch_size_on(device), len(sample.crops))
     measured, encoded = teacher_throughput(teacher, spec, sample.crops, batch, device)
     label_bytes = compressed_bytes(encoded) / len(sample.crops)
     return GenerationPlan(
