@@ -65,6 +65,9 @@ class DemoPlan:
     temperature: float
     workers: int
     fidelity_images: int
+    teacher_batch_size: int = 64  # crops per teacher forward in fkd generate: 64 is the
+    # 32 px CNN's fastest on CPU (benchmarks/teacher_batch_bench.py); fkd's CPU default
+    # of 4 suits ImageNet-size teachers
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,6 +222,7 @@ def generate_labels(
         "--out", store, "--crops-per-image", plan.crops_per_image, "--scale", plan.scale,
         "--label-type", plan.label_type, "--topk", plan.topk,
         "--temperature", plan.temperature, "--seed", seed, "--workers", plan.workers,
+        "--batch-size", plan.teacher_batch_size,
         "--check-fidelity", plan.fidelity_images, "--overwrite", "--json",
     )  # fmt: skip
     return step, step.json_output()

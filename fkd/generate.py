@@ -58,9 +58,10 @@ DEFAULT_CROP_INTERPOLATION = "bilinear"
 
 # Crops per teacher forward when --batch-size is not given.  A GPU wants large
 # batches; on CPU small ones are faster per crop, since a layer's activations stay
-# in cache: EfficientNet-Lite0 ran about 3x faster per crop at 8 than at 256
-# (1 and 2 threads, docs/benchmarks.md).
-DEFAULT_BATCH_SIZE = {"cpu": 8}
+# in cache: EfficientNet-Lite0 at 224 px ran 2.5-3.2x faster per crop at 4 than at
+# 256, with 1 and 2 threads (benchmarks/teacher_batch_bench.py, docs/benchmarks.md).
+# Tiny teachers on tiny inputs prefer more (the demo's 32 px CNN: 64).
+DEFAULT_BATCH_SIZE = {"cpu": 4}
 DEFAULT_ACCELERATOR_BATCH_SIZE = 256
 
 

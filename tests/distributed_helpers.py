@@ -26,11 +26,24 @@ SLOW_SECONDS = 0.4
 
 
 def _net(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
+    """The net with weights drawn from its own generator, not torch's global one.
+
+    Two runners in one process load it at the same time (a thread and a dask
+    client); re-seeding the global generator there let one's ``manual_seed`` land
+    in the middle of the other's initialisation, giving it other weights.
+    """
+    net = nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
     )  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in net:
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                bound = layer.weight[0].numel() ** -0.5  # PyTorch's default init range
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.uniform_(-bound, bound, generator=generator)
+    return net
 
 
 class Slow(nn.Module):

@@ -105,8 +105,9 @@ if TYPE_CHECKING:
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Crops per teacher forward pass [default: 256 on a GPU, 8 on CPU, where small "
-    "batches stay in cache and run about 3x faster per crop].",
+    help="Crops per teacher forward pass [default: 256 on a GPU, 4 on CPU, where small "
+    "batches stay in cache: about 3x faster per crop at 224 px; benchmarks/"
+    "teacher_batch_bench.py measures a teacher].",
 )
 @click.option(
     "--block-size",
