@@ -9,7 +9,7 @@ this module only applies them.  Three paths:
   its bin, so downscaling is antialiased.  It supports bilinear resampling.
 - ``cut_crops_uint8`` (the CPU path): torchvision's antialiased bilinear
   ``resized_crop`` per crop on the uint8 image, torch's vectorised uint8
-  resize: 7-8x cheaper than ``roi_align`` on one CPU thread, within one grey
+  resize: 6-8x cheaper than ``roi_align`` on one CPU thread, within one grey
   level of the reference.
 - ``cut_crops_reference`` (the exact path): torchvision's ``resized_crop`` per
   crop with antialiasing on float pixels, bilinear or bicubic.  It is what the

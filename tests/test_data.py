@@ -156,9 +156,14 @@ def test_loader_batch_equals_reference_crops_and_stored_labels(
         flips = stored.flips[image, chosen]
         reference = crop_ops.cut_crops_reference(tensor, boxes, flips, FIDELITY_SIZE, "bilinear")
         diffs.append(float((batch["images"][rows] - reference).abs().mean()))
-        if backend == "roi_align":  # exactly the teacher's path in `fkd generate`
-            teacher_view = crop_ops.cut_crops(tensor, boxes, flips, FIDELITY_SIZE)
-            torch.testing.assert_close(batch["images"][rows], teacher_view)
+        # Each backend is exactly the teacher's path in `fkd generate`: resized_crop the
+        # CPU one, roi_align the GPU one.
+        teacher_view = (
+            crop_ops.cut_crops(tensor, boxes, flips, FIDELITY_SIZE)
+            if backend == "roi_align"
+            else crop_ops.cut_teacher_crops(pixels, boxes, flips, FIDELITY_SIZE, "bilinear", "cpu")
+        )
+        torch.testing.assert_close(batch["images"][rows], teacher_view)
         for name, values in stored.labels.items():
             assert np.array_equal(batch["labels"][name][rows].numpy(), values[image, chosen])
     print(f"{backend}: mean abs diff vs resized_crop reference:", [f"{d:.3f}" for d in diffs])

@@ -40,6 +40,7 @@ from skimage import data
 from store_factory import read_all
 
 from fkd import crops as crop_ops
+from fkd.generate import GenerateConfig
 from fkd.images import decode_image, scan_source
 from fkd.labels import encode_torch, to_numpy_fields
 from fkd.models import efficientnet_lite0_weights_path
@@ -54,6 +55,7 @@ from fkd.storage_formats import (
     TeacherInfo,
     UncommittedBlockError,
     get_codec,
+    sample_boxes,
 )
 from fkd.teachers import LoadedTeacher, load_teacher, sha256_file
 
@@ -314,6 +316,30 @@ def test_stored_labels_are_the_teachers_on_the_stored_crops(
     assert (stored_index[..., 0] == reference_index[..., 0]).sum() >= len(shared) - 2
     # The unambiguous photos (the cat, the espresso) keep their top-1 on every crop.
     np.testing.assert_array_equal(stored_index[:2, :, 0], reference_index[:2, :, 0])
+
+
+def test_teacher_crops_take_the_devices_path_within_a_grey_level_of_the_exact_one() -> None:
+    """On CPU bilinear crops come from the uint8 resize, bicubic ones from the exact path."""
+    image = data.chelsea()
+    spec = CropSpec(crops_per_image=6, seed=3)
+    boxes, flips = sample_boxes(spec, np.array([0]), np.array([300]), np.array([451]))
+    boxes, flips = boxes[0].astype(np.float64), flips[0]
+    tensor = crop_ops.image_to_tensor(image)
+    fast = crop_ops.cut_teacher_crops(image, boxes, flips, 64, "bilinear", "cpu")
+    assert torch.equal(fast, crop_ops.cut_crops_uint8(image, boxes, flips, 64))
+    exact = crop_ops.cut_crops_reference(tensor, boxes, flips, 64, "bilinear")
+    assert float((fast - exact).abs().max()) <= 1.0 + 1e-3  # rounded to whole grey levels
+    assert not torch.equal(fast, crop_ops.cut_crops(tensor, boxes, flips, 64))  # not roi_align
+    bicubic = crop_ops.cut_teacher_crops(image, boxes, flips, 64, "bicubic", "cpu")
+    assert torch.equal(bicubic, crop_ops.cut_crops_reference(tensor, boxes, flips, 64, "bicubic"))
+
+
+def test_batch_size_defaults_to_small_on_cpu_large_elsewhere_and_a_given_one_wins() -> None:
+    config = GenerateConfig(data=Path("images"), out="labels.zarr")
+    assert config.batch_size_on(torch.device("cpu")) == 4
+    assert config.batch_size_on(torch.device("cuda")) == 256
+    given = dataclasses.replace(config, batch_size=32)
+    assert given.batch_size_on(torch.device("cpu")) == given.batch_size_on(torch.device("cuda"))
 
 
 # --------------------------------------------------------------------------- determinism
@@ -723,8 +749,8 @@ def test_reference_with_stored_boxes_replays_them(
     info = teacher_module.info
     for row in range(FEW_IMAGES):
         pixels = crop_ops.fractions_to_pixels(old.boxes[row], int(height[row]), int(width[row]))
-        crops = crop_ops.cut_crops(
-            crop_ops.image_to_tensor(images[row]), pixels, old.flips[row], info.input_size
+        crops = crop_ops.cut_teacher_crops(
+            images[row], pixels, old.flips[row], info.input_size, info.interpolation, "cpu"
         )
         probs = teacher_module.probabilities(crop_ops.normalise(crops, info.mean, info.std))
         expected = to_numpy_fields(encode_torch(probs, store.spec.codec), store.spec.codec)
