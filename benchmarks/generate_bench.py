@@ -68,6 +68,7 @@ import fkd.generate
 import fkd.teachers
 from fkd import crops as crop_ops
 from fkd.generate import (
+    CPU_BATCH_SIZE,
     BlockLabeller,
     CropCutter,
     GenerateConfig,
@@ -94,6 +95,7 @@ CLASS_DIR = "photos"
 BASELINE_SEGMENT = 50  # crops per teacher forward in the FKD baseline
 BASELINE_TOPK = 5
 WARMUP_CROPS = 8
+CPU = torch.device("cpu")
 
 
 # Data ------------------------------------------------------------------------------------
@@ -235,16 +237,17 @@ def teacher_batches(
 ) -> list[torch.Tensor]:
     """fkd's crops, normalised, in ``generate``'s batches (per block, ``batch_size`` crops)."""
     info = crop_info(config, teacher)
+    cutter = CropCutter(  # boxes are given: the crop spec only sizes M
+        CropSpec(crops_per_image=config.crops_per_image),
+        info.input_size,
+        info.interpolation,
+        info.mean,
+        info.std,
+    )
+    size = config.batch_size_on(CPU)
     batches: list[torch.Tensor] = []
     for start in range(0, len(prepared.images), config.block_size):
         crops = []
-        cutter = CropCutter(  # boxes are given: the crop spec only sizes M
-            CropSpec(crops_per_image=config.crops_per_image),
-            info.input_size,
-            info.interpolation,
-            info.mean,
-            info.std,
-        )
         for row in range(start, min(start + config.block_size, len(prepared.images))):
             crops.append(
                 cutter.cut_boxes(
@@ -252,7 +255,6 @@ def teacher_batches(
                 )
             )
         joined = torch.cat(crops)
-        size = config.batch_size_on(torch.device("cpu"))
         for first in range(0, len(joined), size):
             batch = joined[first : first + size]
             batches.append(batch.contiguous(memory_format=torch.channels_last))
@@ -565,10 +567,12 @@ def profile_one_image(
     for _ in range(repeats + 1):
         write()
     fkd_times["write: LabelStore.write_block (1-image block)"] = statistics.median(write_times[1:])
-    fkd_batch = config.batch_size_on(torch.device("cpu"))
+    fkd_batch = config.batch_size_on(CPU)
     fkd_times[f"teacher forward (M crops, batches of {fkd_batch})"] = median_seconds(
         lambda: [
-            teacher.probabilities(part.contiguous(memory_format=torch.channels_last), 1.0)
+            teacher.probabilities(
+                part.contiguous(memory_format=torch.channels_last), config.temperature
+            )
             for part in batch.split(fkd_batch)
         ],
         1,
@@ -766,8 +770,7 @@ def main() -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="fkd batch (default: fkd's own on CPU, "
-        f"{GenerateConfig(data=Path(), out='').batch_size_on(torch.device('cpu'))})",
+        help=f"fkd batch (default: fkd's own on CPU, {CPU_BATCH_SIZE})",
     )
     parser.add_argument(
         "--workers",
@@ -825,7 +828,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"teacher {TEACHER}: input {teacher.info.input_size}, own interpolation "
         f"{teacher.info.interpolation}, generate's default crop interpolation "
         f"{default_interpolation}, torch threads {torch.get_num_threads()}, "
-        f"workers {args.workers}, batch {base_config.batch_size_on(torch.device('cpu'))}",
+        f"workers {args.workers}, batch {base_config.batch_size_on(CPU)}",
         flush=True,
     )
     prepared = prepare(data, base_config)
@@ -927,7 +930,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "pass_order_even_rounds": passes,
             "images": args.images,
             "crops_per_image": args.crops,
-            "batch_size": base_config.batch_size_on(torch.device("cpu")),
+            "batch_size": base_config.batch_size_on(CPU),
             "workers": args.workers,
             "teacher": TEACHER,
             "default_crop_interpolation": default_interpolation,

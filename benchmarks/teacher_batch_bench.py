@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from generate_bench import photo_arrays
 
-from fkd.generate import GenerateConfig, device_autocast, resolve_device
-from fkd.storage_formats import CropSpec, sample_boxes
+from fkd.generate import CropCutter, GenerateConfig, device_autocast, resolve_device
+from fkd.storage_formats import CropSpec
 from fkd.teachers import LoadedTeacher, load_teachers
 
 CROPS_PER_PHOTO = 50
@@ -39,8 +39,6 @@ CROPS_PER_PHOTO = 50
 
 def real_crops(teacher: LoadedTeacher, count: int, device: torch.device) -> torch.Tensor:
     """``count`` normalised crops of the photos, cut as ``fkd generate`` cuts them on ``device``."""
-    from fkd.generate import CropCutter
-
     info = teacher.info
     spec = CropSpec(crops_per_image=CROPS_PER_PHOTO)
     cutter = CropCutter(spec, info.input_size, info.interpolation, info.mean, info.std)
@@ -51,9 +49,7 @@ def real_crops(teacher: LoadedTeacher, count: int, device: torch.device) -> torc
         image = photos[index % len(photos)]
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
-        height, width = image.shape[:2]
-        boxes, flips = sample_boxes(spec, np.array([index]), np.array([height]), np.array([width]))
-        crops.append(cutter.cut_boxes(image, boxes[0].astype(np.float64), flips[0], device))
+        crops.append(cutter.cut(index, image, device))
         index += 1
     return torch.cat(crops)[:count].to(device)
 

@@ -65,9 +65,9 @@ class DemoPlan:
     temperature: float
     workers: int
     fidelity_images: int
-    teacher_batch_size: int = 64  # crops per teacher forward in fkd generate: 64 is the
-    # 32 px CNN's fastest on CPU (benchmarks/teacher_batch_bench.py); fkd's CPU default
-    # of 4 suits ImageNet-size teachers
+    # Crops per teacher forward in fkd generate: 64 is the 32 px CNN's fastest on CPU
+    # (benchmarks/teacher_batch_bench.py); fkd's CPU default of 4 suits ImageNet-size ones.
+    teacher_batch_size: int = 64
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -61,8 +61,8 @@ DEFAULT_CROP_INTERPOLATION = "bilinear"
 # in cache: EfficientNet-Lite0 at 224 px ran 2.5-3.2x faster per crop at 4 than at
 # 256, with 1 and 2 threads (benchmarks/teacher_batch_bench.py, docs/benchmarks.md).
 # Tiny teachers on tiny inputs prefer more (the demo's 32 px CNN: 64).
-DEFAULT_BATCH_SIZE = {"cpu": 4}
-DEFAULT_ACCELERATOR_BATCH_SIZE = 256
+CPU_BATCH_SIZE = 4
+ACCELERATOR_BATCH_SIZE = 256
 
 
 class GenerateError(RuntimeError):
@@ -88,7 +88,7 @@ class GenerateConfig:
     value_dtype: str = "uint8"
     input_size: int | None = None
     interpolation: str | None = None
-    batch_size: int | None = None  # None: DEFAULT_BATCH_SIZE for the device
+    batch_size: int | None = None  # None: CPU_BATCH_SIZE or ACCELERATOR_BATCH_SIZE
     block_size: int = 256
     workers: int = 2
     device: str = "auto"
@@ -104,7 +104,7 @@ class GenerateConfig:
         """Crops per teacher forward on ``device``: ``batch_size``, or the device's default."""
         if self.batch_size is not None:
             return self.batch_size
-        return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_ACCELERATOR_BATCH_SIZE)
+        return CPU_BATCH_SIZE if device.type == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
 @dataclass
@@ -361,12 +361,14 @@ class CropCutter:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    def cut(self, index: int, image: NDArray[np.uint8]) -> torch.Tensor:
+    def cut(
+        self, index: int, image: NDArray[np.uint8], device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         height, width = image.shape[:2]
         boxes, flips = sample_boxes(
             self.crops, np.array([index]), np.array([height]), np.array([width])
         )
-        return self.cut_boxes(image, boxes[0].astype(np.float64), flips[0], "cpu")
+        return self.cut_boxes(image, boxes[0].astype(np.float64), flips[0], device)
 
     def cut_boxes(
         self,
