@@ -134,11 +134,10 @@ def create_store(
         idx = slice(0, count)
         manifest = Manifest.build(manifest.paths[idx], manifest.nbytes[idx], manifest.targets[idx])
     spec = StoreSpec(
-        num_images=count,
+        **manifest.spec_fields(),
         codec=CodecSpec(case.codec, args.classes, k=case.k, value_dtype=case.dtype),
         crops=CropSpec(crops_per_image=args.crops, seed=args.seed, sampler=case.sampler),
         teacher=TeacherInfo("synthetic-teacher-like", input_size=224),
-        manifest_digest=manifest.digest(),
         block_size=BLOCK_SIZE,
     )
     return LabelStore.create(root / case.dirname, spec, manifest)

@@ -70,6 +70,8 @@ from fkd.storage_formats.crop_sampler import boxes_to_fractions, grid_to_fractio
 from fkd.storage_formats.layout import STATUS_FAILED
 
 SHOWN = 3  # offenders named in a refusal
+# Per-image arrays a reader needs: read once by the dataset, handed to its workers.
+READ_PER_IMAGE = ("image_status", "image_height", "image_width")
 CROP_BACKENDS = ("resized_crop", "roi_align")
 
 
@@ -224,14 +226,16 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         check_crops_per_visit(self.location, self.spec, self.crops_per_visit)
         check_complete(handle)
         source = scan_source(root)
-        files = match_manifest(handle, source.manifest, check_sizes, root)
+        match_manifest(handle, source.manifest, check_sizes, root)
         usable = usable_images(handle, skip_failed)
         self.root = str(source.root)
         self.indices: NDArray[np.int64] = usable
-        # Relative paths in one numpy bytes array, not a list of str: workers read it
-        # without touching reference counts, so forked memory stays shared.
-        self.relative_paths = np.array([files[i].encode("utf-8") for i in usable], dtype=bytes)
+        # Relative paths as one byte array plus offsets, not a list of str: workers read
+        # them without touching reference counts, so forked memory stays shared.
+        self.path_data, self.path_offsets = select_paths(handle.manifest, usable)
         self.targets: NDArray[np.int64] = handle.manifest.targets.astype(np.int64)[usable]
+        # What the workers would otherwise each read again: markers and per-image sizes.
+        self._reader_cache = handle.reader_cache(READ_PER_IMAGE)
         self._store: LabelStore | None = handle
         self._store_pid: int | None = os.getpid()
 
@@ -242,6 +246,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         """The label store, opened (again) on first use in this process."""
         if self._store is None or self._store_pid != os.getpid():
             self._store = LabelStore.open(self.location, cache=self.store_cache)
+            self._store.adopt(self._reader_cache)
             self._store_pid = os.getpid()
         return self._store
 
@@ -273,7 +278,8 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
 
     def path_of(self, position: int) -> str:
         """The image file of ``dataset[position]``."""
-        return os.path.join(self.root, self.relative_paths[position].decode("utf-8"))
+        start, stop = self.path_offsets[position], self.path_offsets[position + 1]
+        return os.path.join(self.root, self.path_data[start:stop].tobytes().decode("utf-8"))
 
     def schedule(self, position: int, visit: int | None = None) -> NDArray[np.int64]:
         """The stored crops that ``dataset[position]`` uses at ``visit`` (default: the epoch)."""
@@ -376,15 +382,31 @@ def check_complete(store: LabelStore) -> None:
         )
 
 
+def select_paths(
+    manifest: Manifest, rows: NDArray[np.int64]
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """The paths of ``rows`` as (bytes back to back, offsets), gathered without a loop."""
+    starts, lengths = manifest.path_offsets[:-1][rows], manifest.path_lengths[rows]
+    offsets = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return manifest.path_data[gather], offsets
+
+
 def match_manifest(
     store: LabelStore, scanned: Manifest, check_sizes: bool, root: str | Path
-) -> list[str]:
+) -> None:
     """The scanned source's path of each store image, matched by relative path.
 
     Refuses images of the store missing from ``root``, and (with ``check_sizes``)
     images whose size in bytes changed since the store was made.
     """
     stored = store.manifest
+    # The usual case, answered without a str per path:
+    if stored.same_paths(scanned) and (
+        not check_sizes or np.array_equal(stored.nbytes, scanned.nbytes)
+    ):
+        return
     found = dict(zip(scanned.paths, scanned.nbytes.tolist(), strict=True))
     missing = [p for p in stored.paths if p not in found]
     if missing:
@@ -409,7 +431,6 @@ def match_manifest(
                 "folder the store was made from, or check_sizes=False for a resized copy of "
                 "the same images (boxes replay as fractions of each image)"
             )
-    return list(stored.paths)
 
 
 def usable_images(store: LabelStore, skip_failed: bool) -> NDArray[np.int64]:

@@ -233,14 +233,11 @@ def build_spec(
     )
     manifest = source.manifest
     return StoreSpec(
-        num_images=len(manifest),
+        **manifest.spec_fields(),
         codec=codec,
         crops=crops,
         teacher=info,
-        manifest_digest=manifest.digest(),
         block_size=config.block_size,
-        max_path_bytes=max(manifest.max_path_bytes, 16),
-        file_hashes=manifest.sha256 is not None,
         software=software_versions(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )

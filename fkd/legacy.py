@@ -216,13 +216,11 @@ def import_legacy(
     plan = plan_import(source, data)
     first = load_legacy_file(plan.files[0])
     spec = StoreSpec(
-        num_images=len(plan.files),
+        **plan.manifest.spec_fields(),
         codec=codec_for(first, num_classes, label_type, value_dtype),
         crops=CropSpec(crops_per_image=first.coords.shape[0], sampler="stored"),
         teacher=TeacherInfo("fkd-legacy", input_size=224),
-        manifest_digest=plan.manifest.digest(),
         block_size=block_size,
-        max_path_bytes=max(plan.manifest.max_path_bytes, 16),
     )
     store = LabelStore.create(out, spec, plan.manifest, overwrite=overwrite)
     try:

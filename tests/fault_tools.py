@@ -165,10 +165,13 @@ def make_setup(root: Path, images: int = 96, **options: int) -> Setup:
 
 
 def block_arrays(store: Path) -> list[str]:
-    """The arrays of a local store that hold one chunk (or shard) file per block."""
-    return sorted(
-        p.name for p in store.iterdir() if (p / "zarr.json").is_file() and p.name != "block_commit"
-    )
+    """The arrays of a local store that a block's writer writes, one chunk (or shard) each."""
+    from fkd.storage_formats import StoreSpec
+    from fkd.storage_formats.layout import block_arrays as written_per_block
+    from fkd.storage_formats.layout import store_layout
+
+    spec = StoreSpec.from_dict(json.loads((store / "zarr.json").read_bytes())["attributes"]["fkd"])
+    return sorted(a.name for a in written_per_block(store_layout(spec)))
 
 
 def block_files(store: Path, block: int) -> list[Path]:

@@ -40,13 +40,11 @@ def make_spec(
 ) -> StoreSpec:
     manifest = make_manifest(num_images)
     return StoreSpec(
-        num_images=num_images,
+        **{**manifest.spec_fields(), "max_path_bytes": 64},
         codec=codec or CodecSpec("marginal_smoothing", CLASSES, k=5, value_dtype="float16"),
         crops=CropSpec(crops_per_image=crops, sampler=sampler, seed=7),
         teacher=TeacherInfo("test-teacher", input_size=32),
-        manifest_digest=manifest.digest(),
         block_size=block_size,
-        max_path_bytes=64,
     )
 
 

@@ -710,13 +710,11 @@ def test_reference_with_stored_boxes_replays_them(
     height = np.array([image.shape[0] for image in images], dtype=np.uint32)
     width = np.array([image.shape[1] for image in images], dtype=np.uint32)
     spec = StoreSpec(
-        num_images=FEW_IMAGES,
+        **{**source.manifest.spec_fields(), "max_path_bytes": 64},
         codec=CodecSpec("marginal_smoothing", 10, k=5),
         crops=CropSpec(crops_per_image=8, sampler="stored"),
         teacher=TeacherInfo("converted", input_size=32),
-        manifest_digest=source.manifest.digest(),
         block_size=SMALL_BLOCK,
-        max_path_bytes=64,
     )
     reference = LabelStore.create(tmp_path / "converted.zarr", spec, source.manifest)
     rng = np.random.default_rng(5)

@@ -4,22 +4,27 @@ zarr's zstd, blosc and gzip codecs allocate whatever the compressed frame
 claims (or grow without limit), so a tiny chunk from an untrusted store could
 ask for terabytes.  These subclasses check the size a frame declares against
 the chunk's own size (shape times item size) before decompressing, and refuse
-larger ones.  They read and write exactly the same bytes as zarr's codecs, and
-``install()`` makes zarr use them for the names ``zstd``, ``blosc`` and ``gzip``.
+larger ones.  They read and write exactly the same bytes as zarr's codecs.
+
+``bounded(array)`` gives fkd's own handle on one array with these codecs in place
+of zarr's.  Nothing is registered and zarr's configuration is untouched, so a
+user's own zarr data in the same process reads exactly as before ``import fkd``
+(a zstd frame without a declared size, such as ``zstd -c`` writes, reads there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from typing import Any
 
 import zarr
 from zarr.abc.codec import Codec
-from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+from zarr.codecs import BloscCodec, GzipCodec, ShardingCodec, ZstdCodec
+from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import Buffer
-from zarr.registry import register_codec
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -82,17 +87,33 @@ class BoundedGzipCodec(GzipCodec):
         return chunk_spec.prototype.buffer.from_bytes(data)
 
 
-BOUNDED: dict[str, type[Codec]] = {
-    "zstd": BoundedZstdCodec,
-    "blosc": BoundedBloscCodec,
-    "gzip": BoundedGzipCodec,
+BOUNDED: dict[type[Codec], type[Codec]] = {
+    ZstdCodec: BoundedZstdCodec,
+    BloscCodec: BoundedBloscCodec,
+    GzipCodec: BoundedGzipCodec,
 }
 
 
-def install() -> None:
-    """Register the bounded codecs and select them in zarr's config (idempotent)."""
-    settings: dict[str, Any] = {}
-    for name, cls in BOUNDED.items():
-        register_codec(name, cls)
-        settings[f"codecs.{name}"] = f"{cls.__module__}.{cls.__qualname__}"
-    zarr.config.set(settings)
+def bounded_codec(codec: Codec) -> Codec:
+    """``codec`` with its decompressor replaced by the bounded one (through sharding)."""
+    if isinstance(codec, ShardingCodec):
+        return dataclasses.replace(
+            codec,
+            codecs=tuple(bounded_codec(c) for c in codec.codecs),
+            index_codecs=tuple(bounded_codec(c) for c in codec.index_codecs),
+        )
+    bounded_cls = BOUNDED.get(type(codec))
+    if bounded_cls is None:
+        return codec
+    return bounded_cls.from_dict(codec.to_dict())
+
+
+def bounded(array: Any) -> Any:
+    """A handle on the same zarr v3 array whose decompressors are bounded (see module)."""
+    inner = array._async_array
+    metadata = dataclasses.replace(
+        inner.metadata, codecs=tuple(bounded_codec(c) for c in inner.metadata.codecs)
+    )
+    return zarr.Array(
+        AsyncArray(metadata=metadata, store_path=inner.store_path, config=inner.config)
+    )

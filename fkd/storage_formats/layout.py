@@ -16,6 +16,10 @@ from fkd.storage_formats.label_codecs import get_codec
 from fkd.storage_formats.spec import StoreSpec
 
 ERROR_BYTES = 128
+# Format v2 keeps the manifest (written once, by the creator) in large chunks, not one
+# per block: at 14M images that is a handful of files per array instead of 55,000.
+MANIFEST_CHUNK_IMAGES = 1 << 22
+MANIFEST_CHUNK_PATH_BYTES = 1 << 27
 
 # Status codes of ``image_status``.
 STATUS_PENDING = 0  # fill value: the block holding the image has not been written
@@ -77,10 +81,7 @@ def store_layout(spec: StoreSpec) -> dict[str, ArrayLayout]:
         )
 
     arrays = [
-        per_image("image_path", np.uint8, (spec.max_path_bytes,), "create"),
-        per_image("image_nbytes", np.uint64, (), "create"),
-        per_image("image_target", np.int32, (), "create"),
-        *([per_image("image_sha256", np.uint8, (32,), "create")] if spec.file_hashes else []),
+        *(manifest_layout_v1(spec) if spec.format_version == 1 else manifest_layout(spec)),
         per_image("image_height", np.uint32, (), "block"),
         per_image("image_width", np.uint32, (), "block"),
         per_image("image_status", np.uint8, (), "block"),
@@ -95,6 +96,51 @@ def store_layout(spec: StoreSpec) -> dict[str, ArrayLayout]:
         ArrayLayout(COMMIT_ARRAY, np.dtype(np.uint8), (spec.num_blocks,), (1,), None, "commit")
     )
     return {a.name: a for a in arrays}
+
+
+def manifest_layout(spec: StoreSpec) -> list[ArrayLayout]:
+    """Format v2's manifest: path bytes + offsets, sizes, targets, hashes, in large chunks."""
+    n = spec.num_images
+
+    def whole(
+        name: str, dtype: Any, length: int, trailing: tuple[int, ...], per: int
+    ) -> ArrayLayout:
+        chunk = (min(length, per), *trailing)
+        return ArrayLayout(name, np.dtype(dtype), (length, *trailing), chunk, None, "create")
+
+    arrays = [
+        whole("image_path_data", np.uint8, spec.path_data_bytes, (), MANIFEST_CHUNK_PATH_BYTES),
+        whole("image_path_offsets", np.uint64, n + 1, (), MANIFEST_CHUNK_IMAGES),
+        whole("image_nbytes", np.uint64, n, (), MANIFEST_CHUNK_IMAGES),
+        whole("image_target", np.int32, n, (), MANIFEST_CHUNK_IMAGES),
+    ]
+    if spec.file_hashes:
+        arrays.append(whole("image_sha256", np.uint8, n, (32,), MANIFEST_CHUNK_IMAGES))
+    return arrays
+
+
+def manifest_layout_v1(spec: StoreSpec) -> list[ArrayLayout]:
+    """Format v1's manifest: one NUL-padded path row per image, chunked per block."""
+    n, block = spec.num_images, spec.block_size
+
+    def per_block(name: str, dtype: Any, trailing: tuple[int, ...]) -> ArrayLayout:
+        return ArrayLayout(
+            name, np.dtype(dtype), (n, *trailing), (block, *trailing), None, "create"
+        )
+
+    arrays = [
+        per_block("image_path", np.uint8, (spec.max_path_bytes,)),
+        per_block("image_nbytes", np.uint64, ()),
+        per_block("image_target", np.int32, ()),
+    ]
+    if spec.file_hashes:
+        arrays.append(per_block("image_sha256", np.uint8, (32,)))
+    return arrays
+
+
+def block_arrays(layout: dict[str, ArrayLayout]) -> list[ArrayLayout]:
+    """The arrays a block's writer writes (one chunk or shard each per block)."""
+    return [a for a in layout.values() if a.writer == "block"]
 
 
 def chunk_key(layout: ArrayLayout, block: int) -> str:

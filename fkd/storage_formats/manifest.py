@@ -3,15 +3,22 @@
 A manifest lists, in store order, every image's relative path (POSIX, UTF-8),
 its size in bytes, and its ground-truth class (or -1).  Its digest is recorded
 in the store so that a reader can tell whether a folder still matches.
+
+At ImageNet-21K scale (14M images) a Python string per path costs over a
+gigabyte, so the paths are kept as one UTF-8 byte array plus ``N + 1`` offsets,
+validated and digested with vectorised numpy; a path becomes a ``str`` only
+when someone asks for it (``manifest.paths[i]``).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +26,12 @@ from numpy.typing import NDArray
 from fkd.storage_formats.spec import MAX_PATH_BYTES
 
 NO_TARGET = -1
+MIN_PATH_WIDTH = 16  # the smallest ``max_path_bytes`` a new store records
+SLASH, DOT, BACKSLASH, NUL = ord("/"), ord("."), ord("\\"), 0
+# Rows digested (or UTF-8 checked) per numpy pass: bounds the temporaries to a few
+# tens of MB at any N.
+ROWS_PER_PASS = 1 << 18
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def check_relative_path(path: str) -> str:
@@ -31,50 +44,142 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+class PathList(Sequence[str]):
+    """The manifest's paths as a read-only sequence of ``str``, decoded on access."""
+
+    def __init__(self, data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
+        self._data = data
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"path index {index} out of range [0, {len(self)})")
+        return self.encoded(i).decode("utf-8")
+
+    def encoded(self, i: int) -> bytes:
+        """The UTF-8 bytes of path ``i``."""
+        return self._data[self._offsets[i] : self._offsets[i + 1]].tobytes()
+
+    def __iter__(self) -> Iterator[str]:
+        for i in range(len(self)):
+            yield self.encoded(i).decode("utf-8")
+
+    def index(self, path: Any, start: int = 0, stop: int | None = None) -> int:
+        raw = str(path).encode("utf-8")
+        lengths = np.diff(self._offsets)
+        for i in np.flatnonzero(lengths == len(raw)).tolist():
+            if start <= i < (len(self) if stop is None else stop) and self.encoded(i) == raw:
+                return int(i)
+        raise ValueError(f"{path!r} is not in the manifest")
+
+    def __contains__(self, path: object) -> bool:
+        try:
+            self.index(path)
+        except ValueError:
+            return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PathList):
+            return np.array_equal(self._offsets, other._offsets) and np.array_equal(
+                self._data, other._data
+            )
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PathList({len(self)} paths)"
+
+
 @dataclass(frozen=True, eq=False)
 class Manifest:
     """Relative paths, byte sizes and targets of the images, in store order.
 
-    Two manifests are equal when their digests are.
+    ``path_data`` holds every path's UTF-8 bytes back to back; path ``i`` is
+    ``path_data[path_offsets[i]:path_offsets[i + 1]]``.  ``digests`` holds each
+    file's sha256 as 32 bytes (``[N, 32]``) when the scan hashed them.  Two
+    manifests are equal when their digests are.  Paths are validated on
+    construction, vectorised; uniqueness is checked by ``build`` (a folder scan)
+    and by ``fkd verify``, since it costs a Python object per path.
     """
 
-    paths: tuple[str, ...]
+    path_data: NDArray[np.uint8]
+    path_offsets: NDArray[np.int64]
     nbytes: NDArray[np.uint64]
     targets: NDArray[np.int32]
-    sha256: tuple[str, ...] | None = None
+    digests: NDArray[np.uint8] | None = None
 
     def __post_init__(self) -> None:
-        paths = tuple(check_relative_path(p) for p in self.paths)
-        if not paths:
+        data = np.ascontiguousarray(self.path_data, dtype=np.uint8).reshape(-1)
+        offsets = np.asarray(self.path_offsets).astype(np.int64, copy=False).reshape(-1)
+        object.__setattr__(self, "path_data", data)
+        object.__setattr__(self, "path_offsets", offsets)
+        count = offsets.size - 1
+        if count < 1:
             raise ValueError("a manifest needs at least one image")
-        object.__setattr__(self, "paths", paths)
-        object.__setattr__(self, "nbytes", np.asarray(self.nbytes, dtype=np.uint64))
-        object.__setattr__(self, "targets", np.asarray(self.targets, dtype=np.int32))
-        if self.nbytes.shape != (len(paths),) or self.targets.shape != (len(paths),):
+        object.__setattr__(self, "nbytes", np.asarray(self.nbytes).astype(np.uint64, copy=False))
+        object.__setattr__(self, "targets", np.asarray(self.targets).astype(np.int32, copy=False))
+        if self.nbytes.shape != (count,) or self.targets.shape != (count,):
             raise ValueError(
-                f"manifest arrays disagree: {len(paths)} paths, nbytes {self.nbytes.shape}, "
+                f"manifest arrays disagree: {count} paths, nbytes {self.nbytes.shape}, "
                 f"targets {self.targets.shape}"
             )
-        if len(set(paths)) != len(paths):
-            raise ValueError("manifest paths must be unique")
-        if self.sha256 is not None:
-            hashes = tuple(str(h) for h in self.sha256)
-            if len(hashes) != len(paths) or not all(_is_sha256(h) for h in hashes):
-                raise ValueError("manifest sha256 needs one 64-hex-digit digest per image")
-            object.__setattr__(self, "sha256", hashes)
+        if self.digests is not None:
+            hashes = np.asarray(self.digests, dtype=np.uint8)
+            if hashes.shape != (count, 32):
+                raise ValueError("manifest sha256 needs one 32-byte digest per image")
+            object.__setattr__(self, "digests", hashes)
+        check_paths(data, offsets)
 
     @classmethod
     def build(
         cls,
         paths: Sequence[str],
-        nbytes: Sequence[int],
-        targets: Sequence[int] | None = None,
+        nbytes: Sequence[int] | NDArray[Any],
+        targets: Sequence[int] | NDArray[Any] | None = None,
         sha256: Sequence[str] | None = None,
     ) -> Manifest:
+        """A manifest from ``str`` paths (a folder scan); refuses duplicate paths."""
+        if len(set(paths)) != len(paths):
+            raise ValueError("manifest paths must be unique")
+        data, offsets = join_paths(paths)
         count = len(paths)
         target_array = np.full(count, NO_TARGET) if targets is None else np.asarray(targets)
-        hashes = None if sha256 is None else tuple(sha256)
-        return cls(tuple(paths), np.asarray(nbytes), target_array, hashes)
+        if sha256 is not None and (
+            len(sha256) != count or not all(_is_sha256(str(h)) for h in sha256)
+        ):
+            raise ValueError("manifest sha256 needs one 64-hex-digit digest per image")
+        hashes = None if sha256 is None else encode_hashes(sha256)
+        return cls(data, offsets, np.asarray(nbytes), target_array, hashes)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: NDArray[Any],
+        nbytes: NDArray[Any],
+        targets: NDArray[Any],
+        digests: NDArray[Any] | None = None,
+    ) -> Manifest:
+        """A manifest from NUL-padded ``[N, L]`` path rows (format v1's ``image_path``)."""
+        data, offsets = rows_to_paths(rows)
+        return cls(data, offsets, nbytes, targets, digests)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Manifest) and self.digest() == other.digest()
@@ -83,30 +188,214 @@ class Manifest:
         return hash(self.digest())
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return self.path_offsets.size - 1
+
+    @cached_property
+    def paths(self) -> PathList:
+        return PathList(self.path_data, self.path_offsets)
+
+    @property
+    def path_lengths(self) -> NDArray[np.int64]:
+        return np.diff(self.path_offsets)
 
     @property
     def max_path_bytes(self) -> int:
-        return max(len(p.encode("utf-8")) for p in self.paths)
+        return int(self.path_lengths.max())
+
+    @cached_property
+    def sha256(self) -> tuple[str, ...] | None:
+        """Each file's hex sha256, in order, or ``None`` (a Python string per image)."""
+        return None if self.digests is None else decode_hashes(self.digests)
 
     def digest(self) -> str:
         """sha256 over lines ``path<TAB>nbytes<TAB>target<LF>``, in order.
 
         With content hashes, each line is ``path<TAB>nbytes<TAB>target<TAB>sha256<LF>``.
+        Computed with numpy a pass of ``ROWS_PER_PASS`` rows at a time, and cached.
         """
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         h = hashlib.sha256()
-        hashes = self.sha256 or ("",) * len(self.paths)
-        rows = zip(self.paths, self.nbytes, self.targets, hashes, strict=True)
-        for path, size, target, content in rows:
-            tail = f"\t{content}" if content else ""
-            h.update(f"{path}\t{int(size)}\t{int(target)}{tail}\n".encode())
+        for start in range(0, len(self), ROWS_PER_PASS):
+            stop = min(start + ROWS_PER_PASS, len(self))
+            h.update(self._digest_lines(start, stop).tobytes())
         return "sha256:" + h.hexdigest()
 
-    def without_hashes(self) -> Manifest:
-        return Manifest(self.paths, self.nbytes, self.targets)
+    def _digest_lines(self, start: int, stop: int) -> NDArray[np.uint8]:
+        """The digest's lines of rows [start, stop), as one byte array (scattered, no loop)."""
+        first, ends = self.path_offsets[start:stop], self.path_offsets[start + 1 : stop + 1]
+        lengths = ends - first
+        sizes, size_lengths = decimal_digits(self.nbytes[start:stop])
+        targets, target_lengths = decimal_digits(self.targets[start:stop])
+        pieces: list[tuple[NDArray[np.uint8] | int, NDArray[np.int64] | int]] = [
+            (9, 1),
+            (sizes, size_lengths),
+            (9, 1),
+            (targets, target_lengths),
+        ]
+        if self.digests is not None:
+            pieces += [(9, 1), (hex_digits(self.digests[start:stop]), 64)]
+        pieces.append((10, 1))
+        line_lengths = lengths + sum(np.asarray(n, dtype=np.int64) for _, n in pieces)
+        cursor = np.concatenate([[0], np.cumsum(line_lengths)[:-1]]).astype(np.int64)
+        out = np.empty(int(line_lengths.sum()), dtype=np.uint8)
+        total = int(lengths.sum())
+        out[np.repeat(cursor - (first - first[0]), lengths) + np.arange(total)] = self.path_data[
+            first[0] : ends[-1]
+        ]
+        cursor = cursor + lengths
+        for values, widths in pieces:
+            if isinstance(values, int):
+                out[cursor] = values
+            else:
+                columns = np.arange(values.shape[1])
+                keep = columns < np.asarray(widths).reshape(-1, 1)
+                out[(cursor[:, None] + columns)[np.broadcast_to(keep, values.shape)]] = values[
+                    np.broadcast_to(keep, values.shape)
+                ]
+            cursor = cursor + widths
+        return out
 
-    def index_of(self) -> dict[str, int]:
-        return {path: i for i, path in enumerate(self.paths)}
+    def spec_fields(self) -> dict[str, Any]:
+        """The ``StoreSpec`` fields that describe this manifest (pass them with ``**``)."""
+        return {
+            "num_images": len(self),
+            "manifest_digest": self.digest(),
+            "max_path_bytes": max(self.max_path_bytes, MIN_PATH_WIDTH),
+            "path_data_bytes": int(self.path_data.size),
+            "file_hashes": self.digests is not None,
+        }
+
+    def without_hashes(self) -> Manifest:
+        return Manifest(self.path_data, self.path_offsets, self.nbytes, self.targets)
+
+    def same_paths(self, other: Manifest) -> bool:
+        """True if both list the same paths in the same order (vectorised)."""
+        return np.array_equal(self.path_offsets, other.path_offsets) and np.array_equal(
+            self.path_data, other.path_data
+        )
+
+    def duplicate_paths(self) -> list[str]:
+        """Paths listed more than once (a set of ``bytes``: for ``fkd verify``)."""
+        seen: set[bytes] = set()
+        duplicates = []
+        for i in range(len(self)):
+            raw = self.paths.encoded(i)
+            if raw in seen:
+                duplicates.append(raw.decode("utf-8", "replace"))
+            seen.add(raw)
+        return duplicates
+
+
+def join_paths(paths: Sequence[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """``str`` paths to (UTF-8 bytes back to back, ``N + 1`` offsets)."""
+    encoded = [p.encode("utf-8") for p in paths]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def check_paths(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
+    """Refuse (``ValueError``) paths that are not safe, relative, normalised UTF-8.
+
+    Vectorised over the byte array: offsets run from 0 to ``len(data)`` without
+    decreasing; no path is empty or longer than ``MAX_PATH_BYTES``; no NUL or
+    backslash; no leading or trailing ``/``, no ``//``; no ``.`` or ``..``
+    component; valid UTF-8.  Names the first offending path.
+    """
+    lengths = np.diff(offsets)
+    if offsets[0] != 0 or offsets[-1] != data.size or (lengths < 0).any():
+        raise ValueError(
+            f"manifest path offsets must rise from 0 to {data.size}, the path bytes' length"
+        )
+    bad = (lengths == 0) | (lengths > MAX_PATH_BYTES)
+    _refuse_rows(bad, data, offsets, f"is empty or longer than {MAX_PATH_BYTES} bytes")
+    starts, last = offsets[:-1], offsets[1:] - 1
+    _refuse_bytes((data == NUL) | (data == BACKSLASH), data, offsets, "holds a NUL or backslash")
+    slash = data == SLASH
+    # A component starts at a path's first byte or after '/', and ends at its last or before '/'.
+    begins = np.zeros(data.size, dtype=bool)
+    begins[starts] = True
+    begins[1:] |= slash[:-1]
+    ends = np.zeros(data.size, dtype=bool)
+    ends[last] = True
+    ends[:-1] |= slash[1:]
+    dot = data == DOT
+    empty_component = slash & (begins | ends)  # a leading or trailing '/', or '//'
+    dot_component = dot & begins & ends  # '.'
+    dotdot = np.zeros(data.size, dtype=bool)
+    dotdot[:-1] = dot[:-1] & dot[1:] & begins[:-1] & ends[1:] & ~ends[:-1]  # '..'
+    _refuse_bytes(
+        empty_component | dot_component | dotdot,
+        data,
+        offsets,
+        "must be relative, normalised and without '..'",
+    )
+    check_utf8(data, offsets)
+
+
+def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
+    """Refuse paths that are not valid UTF-8 (decoded a pass of rows at a time)."""
+    if data.size == 0 or int(data.max()) < 0x80:
+        return
+    for start in range(0, offsets.size - 1, ROWS_PER_PASS):
+        stop = min(start + ROWS_PER_PASS, offsets.size - 1)
+        piece = data[offsets[start] : offsets[stop]].tobytes()
+        try:
+            codecs.utf_8_decode(piece, "strict", True)
+        except UnicodeDecodeError as exc:
+            # Paths start on byte boundaries of the pass, so the bad byte names its path.
+            row = (
+                start
+                + int(np.searchsorted(offsets[start:stop], offsets[start] + exc.start, "right"))
+                - 1
+            )
+            raise ValueError(
+                f"manifest path {row} ({data[offsets[row] : offsets[row + 1]].tobytes()!r}) "
+                "is not valid UTF-8"
+            ) from None
+        # A character split across two paths decodes in one piece but not alone.
+        starts = offsets[start:stop]
+        bad_start = (data[starts[np.diff(offsets[start : stop + 1]) > 0]] & 0xC0) == 0x80
+        if bad_start.any():
+            row = start + int(np.flatnonzero(bad_start)[0])
+            raise ValueError(f"manifest path {row} does not start on a UTF-8 character")
+
+
+def _refuse_rows(
+    bad: NDArray[np.bool_], data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
+) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raw = data[offsets[row] : offsets[row + 1]].tobytes()[:MAX_PATH_BYTES]
+        raise ValueError(f"manifest path {row} ({raw!r}) {what}")
+
+
+def _refuse_bytes(
+    bad: NDArray[np.bool_], data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
+) -> None:
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(offsets, at, side="right")) - 1
+        raw = data[offsets[row] : offsets[row + 1]].tobytes()
+        raise ValueError(f"manifest path {row} ({raw!r}) {what}")
+
+
+def decimal_digits(values: NDArray[Any]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """ASCII decimals of integers, left-aligned: (``[n, 21]`` bytes, lengths)."""
+    text = np.asarray(values).astype("S21")
+    raw = text.view(np.uint8).reshape(len(text), 21)
+    return raw, (raw != 0).sum(axis=1).astype(np.int64)
+
+
+def hex_digits(raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Lowercase hex of ``[n, 32]`` digests as ``[n, 64]`` ASCII bytes."""
+    out = np.empty((raw.shape[0], 64), dtype=np.uint8)
+    out[:, 0::2] = HEX_DIGITS[raw >> 4]
+    out[:, 1::2] = HEX_DIGITS[raw & 15]
+    return out
 
 
 def _is_sha256(text: str) -> bool:
@@ -125,7 +414,7 @@ def decode_hashes(raw: NDArray[Any]) -> tuple[str, ...]:
 
 
 def encode_paths(paths: Sequence[str], width: int) -> NDArray[np.uint8]:
-    """UTF-8 paths to a NUL-padded ``[n, width]`` uint8 array."""
+    """UTF-8 paths to a NUL-padded ``[n, width]`` uint8 array (format v1's ``image_path``)."""
     if width > MAX_PATH_BYTES:
         raise ValueError(f"path width {width} is over the cap of {MAX_PATH_BYTES} bytes")
     out = np.zeros((len(paths), width), dtype=np.uint8)
@@ -137,6 +426,15 @@ def encode_paths(paths: Sequence[str], width: int) -> NDArray[np.uint8]:
     return out
 
 
-def decode_paths(raw: NDArray[Any]) -> list[str]:
-    """The inverse of ``encode_paths``: strip trailing NULs and decode UTF-8."""
-    return [bytes(row).rstrip(b"\x00").decode("utf-8") for row in np.asarray(raw, np.uint8)]
+def rows_to_paths(rows: NDArray[Any]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """NUL-padded ``[n, L]`` rows to (path bytes, offsets), trailing NULs dropped (vectorised)."""
+    raw = np.asarray(rows, dtype=np.uint8)
+    if raw.ndim != 2:
+        raise ValueError(f"path rows must be 2-d, got shape {raw.shape}")
+    nonzero = raw != 0
+    width = raw.shape[1]
+    lengths = np.where(nonzero.any(axis=1), width - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    keep = np.arange(width) < lengths[:, None]
+    offsets = np.zeros(raw.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return raw[keep], offsets

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+# v2 keeps the manifest's paths as one byte array plus offsets, in a few large chunks
+# (v1: one NUL-padded row per image, chunked per block).  fkd reads both and writes v2.
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 
 VALUE_DTYPES = ("float16", "uint8")
 BOX_SAMPLERS = ("fkd-rrc-v1", "stored")
@@ -216,6 +218,8 @@ class StoreSpec:
 
     ``generation`` parameters (codec, crops, teacher, block size, manifest
     digest) decide the bytes; ``software`` and ``created`` are provenance only.
+    ``path_data_bytes`` (format v2) is the total UTF-8 length of the manifest's
+    paths, the length of ``image_path_data``; ``max_path_bytes`` caps one path.
     """
 
     num_images: int
@@ -227,6 +231,7 @@ class StoreSpec:
     images_per_chunk: int = 0
     max_path_bytes: int = 256
     file_hashes: bool = False
+    path_data_bytes: int = 0
     format_version: int = FORMAT_VERSION
     software: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
@@ -273,6 +278,18 @@ class StoreSpec:
             f"num_classes={self.codec.num_classes}",
         )
         _require(isinstance(self.file_hashes, bool), "file_hashes must be true or false")
+        if self.format_version >= 2:
+            _require(
+                isinstance(self.path_data_bytes, int)
+                and self.num_images
+                <= self.path_data_bytes
+                <= self.num_images * self.max_path_bytes,
+                f"path_data_bytes must be an integer in [num_images, num_images * "
+                f"max_path_bytes] = [{self.num_images}, {self.num_images * self.max_path_bytes}],"
+                f" got {self.path_data_bytes!r}",
+            )
+        else:
+            _require(self.path_data_bytes == 0, "path_data_bytes is not part of format v1")
         object.__setattr__(self, "software", dict(self.software))
 
     @property
@@ -305,6 +322,7 @@ class StoreSpec:
             "images_per_chunk": self.images_per_chunk,
             "max_path_bytes": self.max_path_bytes,
             "file_hashes": self.file_hashes,
+            **({"path_data_bytes": self.path_data_bytes} if self.format_version >= 2 else {}),
             "manifest_digest": self.manifest_digest,
             "codec": self.codec.to_dict(),
             "crops": self.crops.to_dict(),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fkd.storage_formats.errors import StoreError
-from fkd.storage_formats.spec import CodecSpec
+from fkd.storage_formats.spec import FORMAT_VERSION, CodecSpec
 from fkd.storage_formats.zarr_store import STATUS_OK, BlockData, LabelStore
 
 __all__ = ["transcode_store"]
@@ -47,7 +47,9 @@ def transcode_store(
             f"temperature {codec.temperature} differs from the store's "
             f"{source.spec.codec.temperature}; stored probabilities cannot be re-tempered exactly"
         )
-    spec = dataclasses.replace(source.spec, codec=codec)
+    spec = dataclasses.replace(
+        source.spec, codec=codec, format_version=FORMAT_VERSION, **source.manifest.spec_fields()
+    )
     target = LabelStore.create(out, spec, source.manifest, overwrite=overwrite)
     reasons = dict(source.failures())
     for block in range(source.num_blocks):

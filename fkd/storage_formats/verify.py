@@ -10,14 +10,15 @@ manifest scanned from the image folder matches the store's.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 from numpy.typing import NDArray
-from zarr.core.sync import sync
 
 from fkd.storage_formats.crop_sampler import grid_to_fractions
 from fkd.storage_formats.errors import StoreError
@@ -26,12 +27,15 @@ from fkd.storage_formats.layout import (
     COMMIT_ARRAY,
     STATUS_FAILED,
     STATUS_OK,
+    ArrayLayout,
+    block_arrays,
     chunk_key,
     label_array_name,
 )
 from fkd.storage_formats.manifest import Manifest
 from fkd.storage_formats.publish import check_checksums
-from fkd.storage_formats.zarr_store import LabelStore, is_url
+from fkd.storage_formats.shard_reader import MISSING, is_fkd_chain
+from fkd.storage_formats.zarr_store import LabelStore, is_url, read_key
 
 SUM_TOLERANCE = 1e-3
 MAX_LISTED = 10
@@ -49,7 +53,11 @@ class Problem:
 
 
 def verify_store(location: str, manifest: Manifest | None = None) -> list[Problem]:
-    """Every problem found in the store at ``location`` (an empty list if it is sound)."""
+    """Every problem found in the store at ``location`` (an empty list if it is sound).
+
+    Linear in the store's bytes: the manifest and the commit markers are read once,
+    then each committed block's chunks once.
+    """
     try:
         store = LabelStore.open(location)
     except StoreError as exc:
@@ -57,17 +65,15 @@ def verify_store(location: str, manifest: Manifest | None = None) -> list[Proble
     local = not is_url(location) and Path(location).is_dir()
     problems = check_links(Path(location)) if local else []
     problems += check_commit_markers(store)
+    manifest_problems = check_manifest(store)
+    names = ImageNames(store if not manifest_problems else None)
     committed = store.committed_mask(refresh=True)
-    for block in range(store.num_blocks):
-        if committed[block]:
-            problems += check_block(store, block)
-    try:
-        store.manifest  # noqa: B018 - validates every path (relative, no '..')
-    except StoreError as exc:
-        problems.append(Problem("manifest", str(exc)))
-    else:
-        if manifest is not None:
-            problems += compare_manifests(store, manifest)
+    checked = structured_arrays(store)
+    for block in np.flatnonzero(committed):
+        problems += check_block(store, int(block), names, checked)
+    problems += manifest_problems
+    if manifest is not None and not manifest_problems:
+        problems += compare_manifests(store, manifest)
     if local:
         problems += [Problem("checksums", line) for line in check_checksums(Path(location))]
     return problems
@@ -114,47 +120,127 @@ def check_commit_markers(store: LabelStore) -> list[Problem]:
     return problems
 
 
-def check_block(store: LabelStore, block: int) -> list[Problem]:
-    """Existence and checksums of every chunk of ``block``, then its contents."""
+def check_manifest(store: LabelStore) -> list[Problem]:
+    """The manifest, read once: paths valid (relative, normalised, no '..') and unique."""
+    try:
+        duplicates = store.manifest.duplicate_paths()
+    except StoreError as exc:
+        return [Problem("manifest", str(exc))]
+    if duplicates:
+        return [Problem("manifest", f"{len(duplicates)} paths listed twice, e.g. {duplicates[:3]}")]
+    return []
+
+
+class ImageNames:
+    """Names images in problems: ``index 'path'``, or ``index`` when the manifest is damaged."""
+
+    def __init__(self, store: LabelStore | None) -> None:
+        self.store = store
+
+    def __call__(self, index: int) -> str:
+        if self.store is None:
+            return f"image {index}"
+        return f"image {index} {self.store.manifest.paths[index]!r}"
+
+
+def structured_arrays(store: LabelStore) -> frozenset[str]:
+    """The block arrays written with fkd's own chain, whose chunk structure verify checks."""
+    backend = store.group.store_path.store
+    names = set()
+    for layout in block_arrays(store.layout):
+        try:
+            doc = json.loads(read_key(backend, f"{layout.name}/zarr.json") or b"{}")
+        except ValueError:
+            continue
+        codecs = [c.get("name") for c in doc.get("codecs", []) if isinstance(c, dict)]
+        if is_fkd_chain(doc) or (layout.inner is None and codecs[-1:] == ["crc32c"]):
+            names.add(layout.name)
+    return frozenset(names)
+
+
+def check_block(
+    store: LabelStore,
+    block: int,
+    names: ImageNames | None = None,
+    structured: frozenset[str] | None = None,
+) -> list[Problem]:
+    """Existence, structure and checksums of every chunk of ``block``, then its contents."""
     where = _block_name(store, block)
-    problems = [
-        Problem(where, f"array {name!r}: chunk file {key} is missing")
-        for name, layout in store.layout.items()
-        if layout.writer != "commit"
-        for key in [chunk_key(layout, block)]
-        if not sync(store.group.store_path.store.exists(key))
-    ]
+    backend = store.group.store_path.store
+    structured = structured_arrays(store) if structured is None else structured
+    problems = []
+    for layout in block_arrays(store.layout):
+        key = chunk_key(layout, block)
+        try:
+            raw = read_key(backend, key)
+        except StoreError as exc:
+            problems.append(Problem(where, f"array {layout.name!r}: {exc}"))
+            continue
+        if raw is None:
+            problems.append(Problem(where, f"array {layout.name!r}: chunk file {key} is missing"))
+            continue
+        if layout.name not in structured:
+            continue
+        damage = chunk_damage(raw, layout, block, store.spec.num_images)
+        if damage:
+            problems.append(Problem(where, f"array {layout.name!r}: chunk file {key} {damage}"))
     if problems:
         return problems
     start, stop = store.block_range(block)
     arrays: dict[str, NDArray[Any]] = {}
-    for name, layout in store.layout.items():
-        if layout.writer == "commit":
-            continue
+    for layout in block_arrays(store.layout):
         try:
-            arrays[name] = np.asarray(store.array(name)[start:stop])
+            arrays[layout.name] = np.asarray(store.array(layout.name)[start:stop])
         except Exception as exc:
-            problems.append(Problem(where, f"array {name!r}: unreadable chunk ({exc})"))
+            problems.append(Problem(where, f"array {layout.name!r}: unreadable chunk ({exc})"))
     if problems:
         return problems
-    return check_contents(store, block, arrays)
+    return check_contents(store, block, arrays, names or ImageNames(None))
 
 
-def image_paths(store: LabelStore) -> list[str]:
-    """The manifest's paths, or placeholders when the manifest itself is damaged."""
-    try:
-        return list(store.manifest.paths)
-    except (StoreError, UnicodeDecodeError, ValueError):
-        return [f"#{i}" for i in range(store.spec.num_images)]
+def chunk_damage(raw: bytes, layout: ArrayLayout, block: int, num_images: int) -> str | None:
+    """What is structurally wrong with one stored chunk or shard of fkd's chain, or ``None``.
+
+    zarr reads a shard too short to hold its index, or an inner chunk the index
+    marks absent, as fill values, so an emptied or truncated shard would pass a
+    decode.  Every stored value must hold its crc32c; a shard must have a sound
+    index naming every inner chunk that holds images (rows past N may be absent).
+    """
+    if len(raw) < 4:
+        return f"is {len(raw)} bytes long: emptied or truncated"
+    if layout.inner is None:
+        if not crc_ok(raw):
+            return "fails its crc32c checksum"
+        return None
+    per_chunk = layout.inner[0]
+    chunks = layout.outer[0] // per_chunk
+    index_bytes = 16 * chunks + 4
+    if len(raw) < index_bytes or not crc_ok(raw[-index_bytes:]):
+        return f"is {len(raw)} bytes long and its shard index fails its crc32c: truncated"
+    index = np.frombuffer(raw[-index_bytes:-4], dtype="<u8").reshape(chunks, 2)
+    rows = num_images - block * layout.outer[0]
+    needed = min(chunks, -(-rows // per_chunk))
+    for chunk in range(needed):
+        offset, nbytes = (int(v) for v in index[chunk])
+        if offset == MISSING:
+            return f"lacks inner chunk {chunk} (images {chunk * per_chunk}.. of the block)"
+        if offset + nbytes > len(raw) - index_bytes or not crc_ok(raw[offset : offset + nbytes]):
+            return f"inner chunk {chunk} is truncated or fails its crc32c"
+    return None
 
 
-def check_contents(store: LabelStore, block: int, arrays: dict[str, NDArray[Any]]) -> list[Problem]:
+def crc_ok(data: bytes) -> bool:
+    return len(data) >= 4 and google_crc32c.value(data[:-4]) == int.from_bytes(data[-4:], "little")
+
+
+def check_contents(
+    store: LabelStore, block: int, arrays: dict[str, NDArray[Any]], names: ImageNames
+) -> list[Problem]:
     start, _ = store.block_range(block)
-    paths = image_paths(store)
     status = arrays["image_status"]
     problems = [
         Problem(
-            f"image {start + row} {paths[start + row]!r}",
+            names(start + int(row)),
             f"status {int(status[row])} in a committed block (1 = ok, 2 = failed)",
         )
         for row in np.flatnonzero((status != STATUS_OK) & (status != STATUS_FAILED))
@@ -164,8 +250,7 @@ def check_contents(store: LabelStore, block: int, arrays: dict[str, NDArray[Any]
     if store.spec.crops.boxes_stored:  # stored boxes are fractions: sizes may be unknown
         sizes_bad &= False
     problems += [
-        Problem(f"image {start + r} {paths[start + r]!r}", "ok but has a zero size")
-        for r in np.flatnonzero(sizes_bad)
+        Problem(names(start + int(r)), "ok but has a zero size") for r in np.flatnonzero(sizes_bad)
     ]
     problems += check_labels(store, block, arrays, ok)
     if store.spec.crops.boxes_stored:
@@ -224,8 +309,11 @@ def compare_manifests(store: LabelStore, scanned: Manifest) -> list[Problem]:
     """Differences between the store's manifest and one scanned from the image folder."""
     stored = store.manifest
     problems = compare_hashes(stored, scanned)
-    stored, scanned = stored.without_hashes(), scanned.without_hashes()
-    if stored == scanned:
+    if (
+        stored.same_paths(scanned)
+        and np.array_equal(stored.nbytes, scanned.nbytes)
+        and np.array_equal(stored.targets, scanned.targets)
+    ):
         return problems
     mine, theirs = set(stored.paths), set(scanned.paths)
     missing = sorted(mine - theirs)
@@ -264,12 +352,18 @@ def compare_manifests(store: LabelStore, scanned: Manifest) -> list[Problem]:
 
 def compare_hashes(stored: Manifest, scanned: Manifest) -> list[Problem]:
     """Images whose content hash changed, when both manifests have hashes."""
-    if stored.sha256 is None or scanned.sha256 is None:
+    if stored.digests is None or scanned.digests is None:
         return []
-    now = dict(zip(scanned.paths, scanned.sha256, strict=True))
-    changed = [
-        p for p, h in zip(stored.paths, stored.sha256, strict=True) if p in now and now[p] != h
-    ]
+    if stored.same_paths(scanned):
+        rows = np.flatnonzero((stored.digests != scanned.digests).any(axis=1))
+        changed = [stored.paths[int(i)] for i in rows]
+    else:
+        now = dict(zip(scanned.paths, map(bytes, scanned.digests), strict=True))
+        changed = [
+            p
+            for p, h in zip(stored.paths, map(bytes, stored.digests), strict=True)
+            if p in now and now[p] != h
+        ]
     if not changed:
         return []
     return [

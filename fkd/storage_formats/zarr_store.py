@@ -27,6 +27,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from fkd.storage_formats import bounded_codecs, crop_sampler
+from fkd.storage_formats.block_chunk_reader import BlockChunkReader
 from fkd.storage_formats.errors import (
     CorruptChunkError,
     StoreError,
@@ -49,13 +50,7 @@ from fkd.storage_formats.layout import (
     label_array_name,
     store_layout,
 )
-from fkd.storage_formats.manifest import (
-    Manifest,
-    decode_hashes,
-    decode_paths,
-    encode_hashes,
-    encode_paths,
-)
+from fkd.storage_formats.manifest import Manifest
 from fkd.storage_formats.shard_reader import ShardRowReader
 from fkd.storage_formats.spec import StoreSpec
 from fkd.storage_formats.validation import (
@@ -70,8 +65,6 @@ from fkd.storage_formats.validation import (
 COMPRESSION_LEVEL = 5
 # Up to this many images per read go through the direct shard reader (local stores).
 FAST_READ_MAX_IMAGES = 64
-
-bounded_codecs.install()
 
 
 def is_url(location: str | Path | Store) -> bool:
@@ -185,6 +178,14 @@ class BlockData:
 
 
 @dataclass(frozen=True)
+class ReaderCache:
+    """A handle's committed mask and per-image arrays, handed to a handle in another process."""
+
+    committed: NDArray[np.bool_]
+    per_image: Mapping[str, NDArray[Any]]
+
+
+@dataclass(frozen=True)
 class ImageBatch:
     """Stored crops of a batch of images, in the order asked for.
 
@@ -217,6 +218,7 @@ class LabelStore:
         self._per_image_mask: NDArray[np.bool_] | None = None
         self._committed: NDArray[np.bool_] | None = None
         self._readers: dict[str, ShardRowReader] | None = None
+        self._manifest: Manifest | None = None
 
     # Creating and opening ---------------------------------------------------
 
@@ -296,11 +298,23 @@ class LabelStore:
         return image // self.spec.block_size
 
     def committed_mask(self, refresh: bool = False) -> NDArray[np.bool_]:
-        """One bool per block: is its commit marker present?"""
-        if self._committed is None or refresh or not self.read_only:
-            markers = self._read(COMMIT_ARRAY, slice(None))
-            self._committed = np.asarray(markers) == COMMITTED
+        """One bool per block: is its commit marker present?
+
+        Read once per handle (``refresh`` reads again, to see other writers' commits);
+        this handle's own commits update it.  A local or zipped store answers with one
+        listing of the markers' folder; any other store reads the marker array.
+        """
+        if self._committed is None or refresh:
+            listed = commit_listing(self.group.store_path.store, self.num_blocks)
+            if listed is None:
+                listed = np.asarray(self._read(COMMIT_ARRAY, slice(None))) == COMMITTED
+            self._committed = listed
         return self._committed
+
+    def is_committed(self, block: int) -> bool:
+        """Whether ``block``'s marker is present now (one existence check)."""
+        key = chunk_key(self.layout[COMMIT_ARRAY], block)
+        return bool(sync(self.group.store_path.store.exists(key)))
 
     def committed_blocks(self) -> list[int]:
         return [int(b) for b in np.flatnonzero(self.committed_mask(refresh=True))]
@@ -322,11 +336,13 @@ class LabelStore:
             raise StoreError(f"{self.location}: opened read-only; open with mode='r+' to write")
         start, stop = self.block_range(block)
         arrays = self._block_arrays(block, data, stop - start)
-        fresh = not self.committed_mask(refresh=True)[block]
+        fresh = not self.is_committed(block)
         try:
             for name, values in arrays.items():
                 self._write_rows(name, block, values, fresh)
             self._array(COMMIT_ARRAY)[block] = COMMITTED
+            if self._committed is not None:
+                self._committed[block] = True
         except OSError as exc:  # disk full, file-size limit, I/O error: the block stays open
             failure = write_failure(exc, self.location)
             if failure is None:
@@ -362,24 +378,25 @@ class LabelStore:
 
     @property
     def manifest(self) -> Manifest:
-        """The image list, validated: every path relative, normalised, without '..'."""
+        """The image list, read once per handle and validated (vectorised): every path
+        relative, normalised, without '..'."""
+        if self._manifest is None:
+            self._manifest = self._read_manifest()
+        return self._manifest
+
+    def _read_manifest(self) -> Manifest:
+        whole = slice(None)
+        hashes = self._read("image_sha256", whole) if self.spec.file_hashes else None
+        nbytes, targets = self._read("image_nbytes", whole), self._read("image_target", whole)
         try:
-            paths = decode_paths(self._read("image_path", slice(None)))
-            hashes = (
-                decode_hashes(self._read("image_sha256", slice(None)))
-                if self.spec.file_hashes
-                else None
-            )
-            return Manifest(
-                tuple(paths),
-                self._read("image_nbytes", slice(None)),
-                self._read("image_target", slice(None)),
-                hashes,
-            )
-        except (UnicodeDecodeError, ValueError) as exc:
+            if self.spec.format_version == 1:
+                return Manifest.from_rows(self._read("image_path", whole), nbytes, targets, hashes)
+            offsets = self._read("image_path_offsets", whole)
+            return Manifest(self._read("image_path_data", whole), offsets, nbytes, targets, hashes)
+        except ValueError as exc:
             raise StoreFormatError(
-                f"{self.location}: array 'image_path': invalid manifest ({exc}); refused: "
-                "no file outside the data folder is ever read; regenerate the store"
+                f"{self.location}: invalid manifest ({exc}); refused: no file outside the "
+                "data folder is ever read; regenerate the store"
             ) from None
 
     def per_image(self, name: str) -> NDArray[Any]:
@@ -403,10 +420,29 @@ class LabelStore:
     def _read_committed_rows(self, name: str, committed: NDArray[np.bool_]) -> NDArray[Any]:
         layout = self.layout[name]
         rows = np.full(layout.shape, layout.fill_value, dtype=layout.dtype)
+        local = None if is_url(self.location) else Path(self.location)
+        reader = BlockChunkReader.for_array(local, layout) if local and local.is_dir() else None
+        if reader is not None:
+            reader.read_blocks(np.flatnonzero(committed).tolist(), rows)
+            return rows
         for first, last in _runs(np.flatnonzero(committed)):
             start, stop = self.block_range(first)[0], self.block_range(last)[1]
             rows[start:stop] = self._read(name, slice(start, stop))
         return rows
+
+    def reader_cache(self, names: Sequence[str]) -> ReaderCache:
+        """What this handle has read of ``names`` (per-image arrays) and the commit markers,
+        for ``adopt`` by a handle on the same store in another process (a loader worker)."""
+        committed = self.committed_mask()
+        return ReaderCache(committed, {name: self.per_image(name) for name in names})
+
+    def adopt(self, cache: ReaderCache) -> None:
+        """Use another handle's reads of this store instead of reading them again."""
+        if cache.committed.shape != (self.num_blocks,):
+            raise ValueError(f"{self.location}: a reader cache of another store")
+        self._committed = cache.committed.copy()
+        self._per_image_mask = self._committed.copy()
+        self._per_image = dict(cache.per_image)
 
     def failures(self) -> list[tuple[int, str]]:
         """(image index, reason) for every image recorded as failed in a committed block."""
@@ -471,7 +507,7 @@ class LabelStore:
 
     def _array(self, name: str) -> Any:
         if name not in self._arrays:
-            array: Any = self.group[name]
+            array: Any = bounded_codecs.bounded(self.group[name])
             if not self.read_only:
                 # Every chunk of a committed block exists, even one of all zeros, so a lost
                 # chunk file is detectable (``fkd verify``) rather than read as fill values.
@@ -553,13 +589,16 @@ class LabelStore:
         return dict(zip(names, sync(read_all()), strict=True))
 
     def _write_manifest(self, manifest: Manifest) -> None:
-        width = self.spec.max_path_bytes
-        self._array("image_path")[:] = encode_paths(manifest.paths, width)
+        if self.spec.format_version == 1:
+            raise StoreError("fkd writes format v2; format v1 stores are read only")
+        self._array("image_path_data")[:] = manifest.path_data
+        self._array("image_path_offsets")[:] = manifest.path_offsets.astype(np.uint64)
         self._array("image_nbytes")[:] = manifest.nbytes
         self._array("image_target")[:] = manifest.targets
         if self.spec.file_hashes:
-            assert manifest.sha256 is not None
-            self._array("image_sha256")[:] = encode_hashes(manifest.sha256)
+            assert manifest.digests is not None
+            self._array("image_sha256")[:] = manifest.digests
+        self._manifest = manifest
 
     def _block_arrays(self, block: int, data: BlockData, count: int) -> dict[str, NDArray[Any]]:
         """Validate one block's data and return it by array name."""
@@ -598,6 +637,40 @@ class LabelStore:
         return arrays
 
 
+def commit_listing(store: Store, num_blocks: int) -> NDArray[np.bool_] | None:
+    """The committed mask from one listing of ``block_commit/c``, where listing is exact.
+
+    A local store lists its folder (``os.scandir``: no file is opened); a zipped one
+    its directory.  Other stores (HTTP may not list at all) return ``None``: read the
+    markers instead.  zarr writes each chunk to a temporary and renames it, so a
+    marker that exists is whole; only names ``0 .. num_blocks - 1`` count.
+    """
+    from zarr.storage import ZipStore
+
+    prefix = f"{COMMIT_ARRAY}/c"
+    if isinstance(store, LocalStore):
+        try:
+            with os.scandir(store.root / prefix) as entries:
+                names = [entry.name for entry in entries]
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        except OSError as exc:
+            raise StoreError(f"cannot list {store.root / prefix}: {exc}") from exc
+    elif isinstance(store, ZipStore):
+
+        async def listed() -> list[str]:
+            return [name async for name in store.list_dir(prefix)]
+
+        names = sync(listed())
+    else:
+        return None
+    mask = np.zeros(num_blocks, dtype=bool)
+    blocks = [int(name) for name in names if name.isascii() and name.isdigit()]
+    blocks = [b for b, name in zip(blocks, names, strict=False) if str(b) == name]
+    mask[[b for b in blocks if b < num_blocks]] = True
+    return mask
+
+
 def validate_store_metadata(store: Store, where: str) -> StoreSpec:
     """Validate the group and every expected array's metadata; return the spec."""
     group_doc = parse_json_document(read_key(store, "zarr.json"), f"{where}/zarr.json")
@@ -623,6 +696,11 @@ def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
         raise ValueError("the spec's file_hashes and the manifest's sha256 disagree")
     if manifest.digest() != spec.manifest_digest:
         raise ValueError("the spec's manifest_digest does not match the manifest")
+    if manifest.path_data.size != spec.path_data_bytes:
+        raise ValueError(
+            f"the manifest's paths hold {manifest.path_data.size} bytes but the spec's "
+            f"path_data_bytes is {spec.path_data_bytes}"
+        )
     if manifest.max_path_bytes > spec.max_path_bytes:
         raise ValueError(
             f"a manifest path has {manifest.max_path_bytes} bytes, over the spec's "

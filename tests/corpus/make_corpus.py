@@ -16,6 +16,7 @@ with torch.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -26,13 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from store_factory import make_spec, write_store
 
 from fkd.storage_formats import LabelStore
-from fkd.storage_formats.manifest import encode_paths
+from fkd.storage_formats.layout import store_layout
+from fkd.storage_formats.manifest import join_paths
+from fkd.storage_formats.zarr_store import chunk_codecs
 
 Edit = Callable[[Path, Path], None]
 CASES: dict[str, tuple[Edit, str, str]] = {}
@@ -231,12 +235,26 @@ def absolute_manifest(store: Path, root: Path) -> None:
 
 
 def write_paths(store: Path, first: str) -> None:
-    """Replace image 0's manifest path, through zarr (the checksums stay valid)."""
+    """Replace image 0's manifest path, through zarr: the spec's path length, the path
+    arrays and their checksums all agree, as a hostile writer would make them."""
     handle = LabelStore.open(store, mode="r+")
     paths = list(handle.manifest.paths)
     paths[0] = first
-    array = handle.array("image_path")
-    array[:] = encode_paths(paths, array.shape[1])
+    data, offsets = join_paths(paths)
+    spec = dataclasses.replace(handle.spec, path_data_bytes=int(data.size))
+    group = zarr.open_group(store, mode="r+")
+    group.attrs["fkd"] = spec.to_dict()
+    for name, values in (("image_path_data", data), ("image_path_offsets", offsets)):
+        layout = store_layout(spec)[name]
+        array = group.create_array(
+            name,
+            shape=layout.shape,
+            dtype=layout.dtype,
+            fill_value=0,
+            overwrite=True,
+            **chunk_codecs(layout),
+        )
+        array[:] = values
 
 
 def make_corpus(root: Path) -> dict[str, dict[str, str]]:

@@ -1,0 +1,130 @@
+"""A direct reader for the per-block chunks of a local, unsharded per-image array.
+
+``image_status``, ``image_height`` and ``image_width`` hold one small chunk file per
+block.  Reading them whole through zarr costs about 0.4 ms per chunk, so 1.8 s per
+array at ImageNet-1K's 5,005 blocks and 20 s at ImageNet-21K's 55,000.  This reader
+does what ``docs/format.md`` §3.1 says instead: read the file, check its crc32c,
+check that the zstd frame declares exactly the chunk's size, and decode into a
+buffer of that size (about 25 µs per chunk).  It serves only local stores whose
+chain is exactly fkd's (bytes little-endian, zstd, crc32c); others go through zarr.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numcodecs
+import numpy as np
+from numpy.typing import NDArray
+
+from fkd.storage_formats.bounded_codecs import zstd_declared_size
+from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError
+from fkd.storage_formats.layout import ArrayLayout, chunk_key
+
+FKD_CHAIN = ["bytes", "zstd", "crc32c"]
+
+
+def is_fkd_block_chain(doc: dict[str, Any]) -> bool:
+    """True if an unsharded array's zarr.json uses exactly fkd's chain."""
+    codecs = doc.get("codecs")
+    if not isinstance(codecs, list) or [c.get("name") for c in codecs] != FKD_CHAIN:
+        return False
+    endian = codecs[0].get("configuration", {}).get("endian", "little")
+    separator = doc.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
+    return bool(endian == "little" and separator == "/")
+
+
+class BlockChunkReader:
+    """Reads whole per-block chunks of one unsharded array of a local store."""
+
+    def __init__(self, root: Path, layout: ArrayLayout) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.layout = layout
+        self.chunk_bytes = math.prod(layout.outer) * layout.dtype.itemsize
+        self._zstd = numcodecs.Zstd()
+        self._folder_checked: Path | None = None
+
+    @classmethod
+    def for_array(cls, root: Path, layout: ArrayLayout) -> BlockChunkReader | None:
+        """A reader if the array is local, unsharded, one chunk per block, fkd's chain."""
+        if layout.inner is not None or layout.writer != "block":
+            return None
+        try:
+            doc = json.loads((root / layout.name / "zarr.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return cls(root, layout) if isinstance(doc, dict) and is_fkd_block_chain(doc) else None
+
+    def read_blocks(self, blocks: Iterable[int], out: NDArray[Any]) -> None:
+        """Write each block's rows into ``out`` (the whole array, ``layout.shape``)."""
+        rows = self.layout.outer[0]
+        for block in blocks:
+            start = block * rows
+            stop = min(start + rows, out.shape[0])
+            out[start:stop] = self.read_block(block)[: stop - start]
+
+    def read_block(self, block: int) -> NDArray[Any]:
+        path = self.root / chunk_key(self.layout, block)
+        try:
+            data = self.read_contained(path)
+        except FileNotFoundError:
+            raise self.corrupt(block, "its chunk file is missing") from None
+        except OSError as exc:
+            raise self.corrupt(block, f"cannot read {path}: {exc}") from None
+        payload, stored = data[:-4], data[-4:]
+        if len(data) < 4 or google_crc32c.value(payload) != int.from_bytes(stored, "little"):
+            raise self.corrupt(block, "stored and computed crc32c checksums differ")
+        try:
+            declared = zstd_declared_size(payload[:18])
+        except ValueError as exc:
+            raise self.corrupt(block, str(exc)) from None
+        if declared != self.chunk_bytes:
+            raise self.corrupt(
+                block, f"zstd frame declares {declared} bytes, chunk holds {self.chunk_bytes}"
+            )
+        buffer = np.empty(self.chunk_bytes, dtype=np.uint8)
+        self._zstd.decode(payload, out=buffer)
+        return buffer.view(self.layout.dtype.newbyteorder("<")).reshape(self.layout.outer)
+
+    def read_contained(self, path: Path) -> bytes:
+        """The bytes of ``path``, refusing one whose real path leaves the store.
+
+        The chunk folder's real path is checked once; each file is opened without
+        following a final symlink, and only a file that is a link pays a ``realpath``.
+        """
+        if self._folder_checked is None:
+            self.check_contained(path.parent)
+            self._folder_checked = path.parent
+        if path.parent != self._folder_checked:
+            self.check_contained(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            self.check_contained(path)
+            fd = os.open(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as file:
+            return file.read()
+
+    def check_contained(self, path: Path) -> None:
+        real = os.path.realpath(path)
+        if not real.startswith(self.real_root + os.sep):
+            raise UnsafePathError(
+                f"{self.root}: {path.relative_to(self.root)} leads outside the store (to "
+                f"{real}); refused: replace the link with the file itself or regenerate the store"
+            )
+
+    def corrupt(self, block: int, why: str) -> CorruptChunkError:
+        return CorruptChunkError(
+            f"{self.root}: array {self.layout.name!r}, block {block}: unreadable chunk "
+            f"({why}); run `fkd verify`"
+        )
