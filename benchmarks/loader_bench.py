@@ -366,7 +366,7 @@ def main() -> None:
         if not (root / "done").exists():
             make_images(args.images_dir, args.images)
             make_store(args.images_dir, store_path, args.crops_per_image, root)
-            list(export_legacy(LabelStore.open(store_path), legacy))
+            export_legacy(LabelStore.open(store_path), legacy, overwrite=True)
             (root / "done").write_text("images, store and FKD files are complete\n")
         written = len(list(legacy.rglob("*.tar")))
         print(

@@ -222,6 +222,13 @@ def image_folder_root(data: Path) -> Path:
     return train if train.is_dir() else data
 
 
+def source_root(data: str | Path) -> Path:
+    """The folder that DATA's manifest paths are relative to, found without a scan:
+    ``image_folder_root`` of a folder, a file list's own folder."""
+    path = Path(data)
+    return image_folder_root(path) if path.is_dir() else path.parent
+
+
 def visible_entries(folder: Path) -> list[os.DirEntry[str]]:
     """Entries of ``folder`` whose names do not start with '.', sorted by name."""
     try:
@@ -308,7 +315,7 @@ def scan_file_list(
         raise ImageSourceError(
             f"DATA {list_file} is an image, not a folder or a file list; pass its folder"
         )
-    base = list_file.parent if root is None else root
+    base = source_root(list_file) if root is None else root
     if not base.is_dir():
         raise ImageSourceError(f"root {base} is not a folder; pass the folder the list is under")
     listed = parse_file_list(read_list_text(list_file), list_file)

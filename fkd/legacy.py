@@ -1,7 +1,7 @@
 """The original FKD per-image label files, in and out (``fkd convert``).
 
 FKD (Shen & Xing, 2022) writes one ``torch.save`` file per image at
-``<root>/<class>/<image-stem>.tar`` holding ``[coords, flips, labels]``:
+``<root>/<split>/<class>/<image-stem>.tar`` holding ``[coords, flips, labels]``:
 
 - ``coords``: ``(M, 4)`` crop boxes as fractions (top, left, height, width);
 - ``flips``: ``(M,)`` booleans;
@@ -12,12 +12,22 @@ FKD (Shen & Xing, 2022) writes one ``torch.save`` file per image at
 Reading is safe: ``torch.load(weights_only=True)`` with only numpy's array
 reconstruction functions added to the allowlist, so a file carrying any other
 object is refused and never executed.
+
+Where FKD looks (``ImageFolder_FKD`` in FKD's ``utils_FKD.py``): ``train_FKD.py
+DATA`` lists ``DATA/train`` with torchvision's ``ImageFolder`` and loads the
+labels of image ``path`` from ``os.path.join(softlabel_path,
+'/'.join(path.split('/')[-3:]).split('.')[0] + '.tar')``: the image path's last
+three components (``train/<class>/<file>``), cut at their first '.'.  So an
+export is written at ``OUT/train/<class>/<stem>.tar`` (``fkd_label_file``), and
+two images whose names agree up to their first '.' in one class folder
+(``x.jpg`` and ``x.png``) cannot both be labelled: the export refuses them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +36,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from fkd.images import ImageSource, image_folder_root, scan_source
 from fkd.storage_formats import (
     STATUS_OK,
     BlockData,
@@ -39,6 +50,8 @@ from fkd.storage_formats import (
 from fkd.storage_formats.zarr_store import is_url
 
 LEGACY_SUFFIX = ".tar"
+FKD_SPLIT = "train"
+"""The folder FKD's ``train_FKD.py`` reads (``DATA/train``), first in its label paths."""
 
 
 class LegacyFormatError(ValueError):
@@ -132,12 +145,16 @@ def split_labels(labels: NDArray[Any], path: Path) -> tuple[NDArray[np.int64], N
 
 
 def legacy_files(source: Path) -> list[Path]:
-    """``<class>/<stem>.tar`` files under ``source``, sorted."""
+    """``<class>/<stem>.tar`` files under ``source/train`` (when that is a folder, the rule
+    DATA follows) or ``source``, sorted."""
     if not source.is_dir():
         raise LegacyFormatError(f"{source}: no such folder of FKD label files")
-    files = sorted(source.glob(f"*/*{LEGACY_SUFFIX}"))
+    files = sorted(image_folder_root(source).glob(f"*/*{LEGACY_SUFFIX}"))
     if not files:
-        raise LegacyFormatError(f"{source}: no <class>/<stem>{LEGACY_SUFFIX} files found")
+        raise LegacyFormatError(
+            f"{source}: no <class>/<stem>{LEGACY_SUFFIX} files found in it or in its "
+            f"{FKD_SPLIT}/ folder"
+        )
     return files
 
 
@@ -162,27 +179,26 @@ class ImportPlan:
 
 
 def plan_import(source: Path, data: Path | None) -> ImportPlan:
-    """Match every legacy file to its image (``--data``), or name it ``<class>/<stem>.JPEG``."""
+    """Match every legacy file to its image (``--data``), or name it ``<class>/<stem>.JPEG``.
+
+    DATA is scanned as ``fkd generate`` scans it (``DATA/train`` when that is a folder), and
+    a file ``<class>/<stem>.tar`` labels the image FKD's training script would load it for.
+    """
     files = legacy_files(source)
-    classes = sorted({f.parent.name for f in files})
-    targets = [classes.index(f.parent.name) for f in files]
     if data is None:
+        classes = sorted({f.parent.name for f in files})
+        targets = [classes.index(f.parent.name) for f in files]
         paths = [f"{f.parent.name}/{f.stem}.JPEG" for f in files]
         zeros = np.zeros(len(files), dtype=np.uint32)
         return ImportPlan(files, Manifest.build(paths, [0] * len(files), targets), zeros, zeros)
-    images = {(p.parent.name, p.stem): p for p in data.glob("*/*") if p.is_file()}
-    missing = [f for f in files if (f.parent.name, f.stem) not in images]
-    if missing:
-        raise LegacyFormatError(
-            f"{len(missing)} label files have no image under {data}, "
-            f"e.g. {missing[0].relative_to(source)}"
-        )
-    matched = [images[(f.parent.name, f.stem)] for f in files]
-    sizes = [image_size(p) for p in matched]
+    images = scan_source(data)
+    candidates = image_candidates(files, images)
+    rows = [matching_image(f, images, c) for f, c in zip(files, candidates, strict=True)]
+    sizes = [image_size(images.path_of(row)) for row in rows]
     manifest = Manifest.build(
-        [p.relative_to(data).as_posix() for p in matched],
-        [p.stat().st_size for p in matched],
-        targets,
+        [images.manifest.paths[row] for row in rows],
+        [int(images.manifest.nbytes[row]) for row in rows],
+        [int(images.manifest.targets[row]) for row in rows],
     )
     return ImportPlan(
         files,
@@ -192,14 +208,50 @@ def plan_import(source: Path, data: Path | None) -> ImportPlan:
     )
 
 
+def image_candidates(files: Sequence[Path], images: ImageSource) -> list[list[int]]:
+    """For each legacy file, the images whose FKD label file it is; refuses unmatched files."""
+    by_file: dict[str, list[int]] = {}
+    for row, path in enumerate(images.manifest.paths):
+        by_file.setdefault(fkd_label_file(path), []).append(row)
+    found = [by_file.get(f"{FKD_SPLIT}/{f.parent.name}/{f.name}", []) for f in files]
+    missing = [f for f, rows in zip(files, found, strict=True) if not rows]
+    if missing:
+        raise LegacyFormatError(
+            f"{len(missing)} label files have no image under {images.root}, e.g. "
+            f"{missing[0].parent.name}/{missing[0].name}; pass the image folder the labels "
+            "were made from as --data, or convert without --data"
+        )
+    return found
+
+
+def matching_image(file: Path, images: ImageSource, rows: Sequence[int]) -> int:
+    """The one image ``file`` labels, or an error naming the images it cannot tell apart."""
+    if len(rows) > 1:
+        first, second = (images.manifest.paths[row] for row in rows[:2])
+        raise LegacyFormatError(
+            f"{file.parent.name}/{file.name} could label {first} or {second} under "
+            f"{images.root} (FKD finds labels by class folder and file name up to its first "
+            "'.'); rename or remove one of them"
+        )
+    return rows[0]
+
+
 def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) as decoded (EXIF orientation applied), read from the header."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
-        transposed = (
-            ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
-        )
-        return transposed.height, transposed.width
+    try:
+        with Image.open(path) as image:
+            transposed = (
+                ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+            )
+            return transposed.height, transposed.width
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise LegacyFormatError(
+            f"{path}: cannot read the image's size ({reason}); fix or remove the image, or "
+            "convert without --data"
+        ) from None
 
 
 def import_legacy(
@@ -275,25 +327,138 @@ def stored_labels(store: LabelStore, entries: Sequence[LegacyLabels]) -> dict[st
     return labels
 
 
-def export_legacy(store: LabelStore, out: Path) -> Iterator[Path]:
-    """Write one FKD file per ok image; yields the paths written."""
-    paths = store.manifest.paths
+def export_legacy(
+    store: LabelStore, out: Path, split: str = FKD_SPLIT, overwrite: bool = False
+) -> int:
+    """Write one FKD file per ok image at ``out/<split>/<class>/<stem>.tar``; the count.
+
+    Refused before anything is written: two images with one FKD label file, a
+    non-empty ``out`` without ``overwrite``, and (with it) an ``out`` holding anything
+    but FKD label files.  The files are written into a staging folder beside ``out``
+    and renamed into place, so ``out`` holds one whole export, the old or the new.
+    """
+    check_split(split)
+    label_files = fkd_label_files(store.manifest.paths, split)
+    if "index" not in {field.name for field in store.codec.fields()}:
+        raise LegacyFormatError("the 'full' codec has no FKD file form; export top-K stores")
+    out = Path(os.path.abspath(out))
+    check_export_target(out, overwrite)
+    staging = out.parent / f".{out.name}.converting-{os.getpid()}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    try:
+        written = write_legacy_files(store, staging, label_files)
+        replace_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return written
+
+
+def write_legacy_files(store: LabelStore, folder: Path, label_files: Sequence[str]) -> int:
+    """Every ok image's file under ``folder``, block by block; the number written."""
+    written = 0
     for block in range(store.num_blocks):
         start, stop = store.block_range(block)
         batch = store.read_images(np.arange(start, stop))
         for row, image in enumerate(range(start, stop)):
             if batch.status[row] != STATUS_OK:
                 continue
-            target = legacy_path(out, paths[image])
+            target = folder / label_files[image]
             target.parent.mkdir(parents=True, exist_ok=True)
             labels = {name: values[row] for name, values in batch.labels.items()}
             torch.save(legacy_content(store, batch.boxes[row], batch.flips[row], labels), target)
-            yield target
+            written += 1
+    return written
 
 
-def legacy_path(out: Path, image_path: str) -> Path:
-    relative = Path(image_path)
-    return out / relative.parent.name / f"{relative.stem}{LEGACY_SUFFIX}"
+def check_split(split: str) -> None:
+    """A split is one folder name without '.' (FKD cuts label paths at their first '.')."""
+    if not split or "/" in split or "\\" in split or "." in split:
+        raise ValueError(
+            f"split folder {split!r} must be one folder name without '/' or '.' (FKD cuts "
+            f"label paths at their first '.'); FKD's train_FKD.py reads {FKD_SPLIT!r}"
+        )
+
+
+def fkd_label_file(image_path: str, split: str = FKD_SPLIT) -> str:
+    """The label file, relative to ``--softlabel_path``, that FKD's ``train_FKD.py`` loads
+    for the image at ``DATA/<split>/<image_path>``: the last three path components, cut at
+    their first '.', plus ``.tar`` (``ImageFolder_FKD.__getitem__`` in FKD's utils_FKD.py)."""
+    return "/".join([split, *image_path.split("/")][-3:]).split(".")[0] + LEGACY_SUFFIX
+
+
+def legacy_path(out: Path, image_path: str, split: str = FKD_SPLIT) -> Path:
+    """Where ``export_legacy`` writes the labels of ``image_path`` (a manifest path)."""
+    return out / fkd_label_file(image_path, split)
+
+
+def fkd_label_files(paths: Sequence[str], split: str = FKD_SPLIT) -> list[str]:
+    """Each image's FKD label file; two images with one file are an error naming both."""
+    files = [fkd_label_file(path, split) for path in paths]
+    first: dict[str, str] = {}
+    for path, file in zip(paths, files, strict=True):
+        other = first.setdefault(file, path)
+        if other != path:
+            raise LegacyFormatError(
+                f"images {other} and {path} would share the FKD label file {file} (FKD's "
+                "train_FKD.py finds labels by class folder and file name up to its first "
+                "'.', so it cannot tell them apart); rename one of them and generate its "
+                "store again; nothing was written"
+            )
+    return files
+
+
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """``out`` is absent or empty; or, with ``overwrite``, a folder of FKD label files only."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise LegacyFormatError(
+            f"--out {out} exists and is a link or not a folder; choose another --out"
+        )
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise LegacyFormatError(
+            f"--out {out} is not empty; pass --overwrite to replace the FKD label files "
+            "there with this export, or choose an empty or new folder"
+        )
+    stranger = first_non_label_file(out)
+    if stranger is not None:
+        raise LegacyFormatError(
+            f"--out {out} holds {stranger.relative_to(out)}, which is not an FKD label "
+            f"file (*{LEGACY_SUFFIX}); --overwrite replaces only a folder of FKD label "
+            "files: choose another --out"
+        )
+
+
+def first_non_label_file(folder: Path) -> Path | None:
+    """The first entry below ``folder`` that is neither a folder nor a ``*.tar`` file."""
+    for parent, folders, names in os.walk(folder):
+        for name in folders:
+            if Path(parent, name).is_symlink():
+                return Path(parent, name)
+        for name in names:
+            path = Path(parent, name)
+            if path.is_symlink() or not name.endswith(LEGACY_SUFFIX) or not path.is_file():
+                return path
+    return None
+
+
+def replace_folder(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``; an existing ``out`` is moved aside first, then deleted."""
+    if not out.exists() or not any(out.iterdir()):
+        os.replace(staging, out)  # onto an empty folder, or nothing: one rename
+        return
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old)
 
 
 def legacy_content(

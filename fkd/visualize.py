@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from fkd.images import decode_image
+from fkd.images import ImageDecodeError, decode_image, source_root
 from fkd.storage_formats import LabelStore
 from fkd.storage_formats.label_codecs import top_k
 
@@ -41,7 +41,7 @@ def draw_crops(
     from matplotlib.patches import Rectangle
 
     index = resolve_image(store, image)
-    pixels = decode_image(data / store.manifest.paths[index])
+    pixels = decode_shown(store, index, data)
     batch = store.read_images([index])
     height, width = pixels.shape[:2]
     boxes = batch.boxes[0, :crops] * np.array([height, width, height, width])
@@ -62,6 +62,24 @@ def draw_crops(
     figure.savefig(out, dpi=80)
     plt.close(figure)
     return out
+
+
+def decode_shown(store: LabelStore, index: int, data: Path) -> NDArray[np.uint8]:
+    """Image ``index`` decoded from DATA as ``fkd generate`` read it (``DATA/train`` when
+    that is a folder); a file that is missing or does not decode is a ``ValueError``."""
+    relative = store.manifest.paths[index]
+    path = source_root(data) / relative
+    try:
+        return decode_image(path)
+    except ImageDecodeError as error:
+        fix = (
+            "pass the images the store was generated from as --data"
+            if not path.exists()
+            else "choose another image"
+        )
+        raise ValueError(
+            f"cannot draw image {index} ({relative}): {path}: {error.reason}; {fix}"
+        ) from None
 
 
 def cut(

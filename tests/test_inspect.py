@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from generate_helpers import one_line_error
 from PIL import Image
 from skimage import data as skdata
 
@@ -116,3 +118,37 @@ def test_show_without_data_is_a_usage_error(photo_store) -> None:
         cli, ["inspect", str(store), "--show", "cat/nothing.jpg", "--data", ".", "--out", "x.png"]
     )
     assert result.exit_code == 1 and "not in the store's manifest" in result.output
+
+
+def test_show_reads_images_from_data_train_as_generate_does(photo_store, tmp_path) -> None:
+    """``--data DATA`` means DATA/train when that is a folder, the rule of ``fkd generate``
+    and ``fkd verify --data``: the store's paths are relative to it."""
+    store, photos = photo_store
+    shutil.copytree(photos, tmp_path / "DATA" / "train")
+    out = tmp_path / "first.png"
+    result = CliRunner().invoke(
+        cli, ["inspect", str(store), "--show", "0", "--data", str(tmp_path / "DATA"), "--out",
+              str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, f"{result.output}\n{result.exc_info}"
+    with Image.open(out) as picture:
+        assert picture.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("image", "fragment"),
+    [("coffee/empty.jpg", "zero-byte file"), ("cat/chelsea.jpg", "file missing")],
+)
+def test_show_of_an_undrawable_image_is_one_error_line(
+    photo_store, tmp_path, image, fragment
+) -> None:
+    """An image that cannot be decoded (recorded as failed) or is not under --data: one
+    ``Error:`` line naming it, exit status 1, no traceback, no picture."""
+    store, photos = photo_store
+    data = photos if image.startswith("coffee") else tmp_path
+    out = tmp_path / "x.png"
+    result = CliRunner().invoke(
+        cli, ["inspect", str(store), "--show", image, "--data", str(data), "--out", str(out)]
+    )
+    one_line_error(result, image, fragment)
+    assert not out.exists()

@@ -16,7 +16,8 @@ from fkd.cli.options import library_errors
     "from_format",
     type=click.Choice(["fkd-legacy"]),
     default=None,
-    help="SOURCE is a folder of original FKD files (<class>/<stem>.tar).",
+    help="SOURCE is a folder of original FKD files (<class>/<stem>.tar, in SOURCE/train "
+    "when that is a folder).",
 )
 @click.option(
     "--to",
@@ -30,10 +31,11 @@ from fkd.cli.options import library_errors
 @click.option("--out", required=True, help="The store to create (--from) or folder to fill (--to).")
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
-    help="With --from: the image folder, to match files to images and record their "
-    "sizes. Without it, images are named <class>/<stem>.JPEG with unknown sizes.",
+    help="With --from: the images (DATA/train when that is a folder, as fkd generate reads "
+    "DATA), to match files to images and record their sizes and classes. Without it, "
+    "images are named <class>/<stem>.JPEG with unknown sizes.",
 )
 @click.option(
     "--num-classes",
@@ -61,7 +63,21 @@ from fkd.cli.options import library_errors
     default=None,
     help="Stored precision of probabilities [default: float16 with --from, uint8 with --to store].",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing store (--from).")
+@click.option(
+    "--split-dir",
+    default="train",
+    show_default=True,
+    help="With --to fkd-legacy: the folder between --out and the class folders. FKD's "
+    "train_FKD.py reads DATA/train and looks labels up at "
+    "SOFTLABEL/train/<class>/<stem>.tar, so the default lets it train with "
+    "--softlabel_path FKD_DIR.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing store (--from, --to store), or an existing export folder "
+    "whole (--to fkd-legacy; only a folder holding nothing but FKD label files).",
+)
 @library_errors
 def convert_command(
     source: str,
@@ -73,13 +89,15 @@ def convert_command(
     label_type: str | None,
     topk: int,
     value_dtype: str | None,
+    split_dir: str,
     overwrite: bool,
 ) -> None:
     """Convert between the original FKD per-image files and a store.
 
     \b
-    fkd convert --from fkd-legacy FKD_DIR --out labels.zarr [--data IMAGES]
+    fkd convert --from fkd-legacy FKD_DIR --out labels.zarr [--data DATA]
     fkd convert --to fkd-legacy labels.zarr --out FKD_DIR
+    python train_FKD.py --softlabel_path FKD_DIR DATA   # FKD's own training script
     fkd convert --to store full.zarr --label-type marginal_smoothing --topk 5 --out top5.zarr
     """
     from fkd import legacy
@@ -118,8 +136,9 @@ def convert_command(
             f"{source} has uncommitted blocks "
             f"{handle.uncommitted_blocks()[:5]}; finish generating first"
         )
-    written = sum(1 for _ in legacy.export_legacy(handle, Path(out)))
-    click.echo(f"{out}: wrote {written} FKD label files")
+    written = legacy.export_legacy(handle, Path(out), split_dir, overwrite)
+    hint = f"; train with train_FKD.py --softlabel_path {out} DATA" if split_dir == "train" else ""
+    click.echo(f"{out}: wrote {written} FKD label files under {split_dir}/{hint}")
 
 
 def _recode(

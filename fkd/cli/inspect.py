@@ -30,9 +30,10 @@ from fkd.cli.options import library_errors
 )
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
-    help="The image folder the store was generated from (for --show).",
+    help="For --show: the images the store was generated from, as DATA of fkd generate "
+    "(an image folder, read at DATA/train when that is a folder, or a file list).",
 )
 @click.option(
     "--out",
