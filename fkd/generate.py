@@ -278,6 +278,8 @@ def open_or_create_store(
         if created is not None:
             return created
     store = LabelStore.open(out, mode="r+")
+    if store.spec.format_version < spec.format_version:  # blocks are written alike: resume it
+        spec = replace(spec, format_version=store.spec.format_version, path_data_bytes=0)
     differing = diff_generation(store.spec, spec)
     if differing:
         old, new = store.spec.generation_dict(), spec.generation_dict()

@@ -241,7 +241,8 @@ def per_image_bytes(spec: StoreSpec) -> int:
         for layout in store_layout(spec).values()
         if layout.inner is None and layout.name != COMMIT_ARRAY  # per-crop arrays are sharded
     ]
-    return sum(int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize for a in per_image)
+    total = sum(int(np.prod(a.shape, dtype=np.int64)) * a.dtype.itemsize for a in per_image)
+    return -(-total // spec.num_images)
 
 
 def _size(nbytes: float) -> str:

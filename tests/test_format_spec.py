@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -24,7 +25,13 @@ import pytest
 import zarr
 from store_factory import block_data, make_manifest, make_spec, write_store
 
-from fkd.storage_formats import CodecSpec, LabelStore, StoreSpec, UncommittedBlockError
+from fkd.storage_formats import (
+    CodecSpec,
+    LabelStore,
+    Manifest,
+    StoreSpec,
+    UncommittedBlockError,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "format.md"
 
@@ -47,6 +54,7 @@ SPEC_KEYS = {
     "images_per_chunk",
     "max_path_bytes",
     "file_hashes",
+    "path_data_bytes",
     "manifest_digest",
     "codec",
     "crops",
@@ -189,6 +197,14 @@ def nul_padded_text(row: np.ndarray) -> str:
     return bytes(row.astype(np.uint8)).rstrip(b"\x00").decode("utf-8")
 
 
+def split_paths(data: np.ndarray, offsets: np.ndarray) -> list[str]:
+    """Section 4.1: path i is data[offsets[i]:offsets[i + 1]], UTF-8."""
+    raw = bytes(data.astype(np.uint8))
+    ends = [int(o) for o in offsets]
+    assert ends[0] == 0 and ends[-1] == len(raw) and ends == sorted(ends)
+    return [raw[a:b].decode("utf-8") for a, b in itertools.pairwise(ends)]
+
+
 def digest(paths, nbytes, targets) -> str:
     h = hashlib.sha256()
     for path, size, target in zip(paths, nbytes, targets, strict=True):
@@ -241,14 +257,15 @@ BYTES_LE = {"name": "bytes", "configuration": {"endian": "little"}}
 def expected_arrays(fkd: dict[str, Any]) -> dict[str, tuple[str, list, list, list | None]]:
     """name: (data_type, shape, chunk shape, inner chunk shape or None)."""
     n, b, p = fkd["num_images"], fkd["block_size"], fkd["images_per_chunk"]
-    m, length = fkd["crops"]["crops_per_image"], fkd["max_path_bytes"]
+    m, total = fkd["crops"]["crops_per_image"], fkd["path_data_bytes"]
     codec = fkd["codec"]
     c, k = codec["num_classes"], codec["k"]
     index_dtype = "uint8" if c <= 256 else "uint16" if c <= 65536 else "uint32"
     arrays: dict[str, tuple[str, list, list, list | None]] = {
-        "image_path": ("uint8", [n, length], [b, length], None),
-        "image_nbytes": ("uint64", [n], [b], None),
-        "image_target": ("int32", [n], [b], None),
+        "image_path_data": ("uint8", [total], [min(total, 2**27)], None),
+        "image_path_offsets": ("uint64", [n + 1], [min(n + 1, 2**22)], None),
+        "image_nbytes": ("uint64", [n], [min(n, 2**22)], None),
+        "image_target": ("int32", [n], [min(n, 2**22)], None),
         "image_height": ("uint32", [n], [b], None),
         "image_width": ("uint32", [n], [b], None),
         "image_status": ("uint8", [n], [b], None),
@@ -350,6 +367,10 @@ def test_crc32c_and_sampler_match_the_documents_test_vectors() -> None:
     assert digest(*zip(*rows, strict=True)) == (
         "sha256:b6cf9c4a4e2d7e6e012bd1cda812ca8cfe7a061997b3f2f9b699fa631b597bfd"
     )
+    data = np.frombuffer(b"train/n01440764/a.JPEGval/\xc3\xa9.png", dtype=np.uint8)
+    assert split_paths(data, np.array([0, 22, 32])) == [rows[0][0], rows[1][0]]
+    built = Manifest.build([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    assert bytes(built.path_data) == bytes(data) and built.path_offsets.tolist() == [0, 22, 32]
 
 
 def test_the_documents_example_spec_is_valid() -> None:
@@ -370,7 +391,7 @@ def test_group_attributes_follow_the_document(store_path: Path) -> None:
     assert set(fkd["codec"]) == CODEC_KEYS
     assert set(fkd["crops"]) == CROPS_KEYS
     assert set(fkd["teacher"]) == TEACHER_KEYS
-    assert fkd["format_version"] == 1
+    assert fkd["format_version"] == 2
     n, b, p = fkd["num_images"], fkd["block_size"], fkd["images_per_chunk"]
     assert (n, b) == (IMAGES, 4) and p in (2, 4) and b % p == 0  # as store_factory wrote it
     assert fkd["max_path_bytes"] == 64
@@ -422,14 +443,14 @@ def test_every_array_has_the_documented_metadata(store_path: Path) -> None:
 
 def test_chunk_bytes_are_zstd_frames_with_crc32c_and_shard_indices(store_path: Path) -> None:
     fkd = attrs(store_path)
-    n_blocks = -(-fkd["num_images"] // fkd["block_size"])
     empty = 2**64 - 1
-    for name, (dtype, _, chunks, inner) in expected_arrays(fkd).items():
+    for name, (dtype, shape, chunks, inner) in expected_arrays(fkd).items():
+        n_chunks = -(-shape[0] // chunks[0])  # one per block, but for the manifest's
         itemsize = np.dtype(dtype).itemsize
         keys = sorted(p for p in (store_path / name / "c").rglob("*") if p.is_file())
         for key in keys:
             coords = [int(part) for part in key.relative_to(store_path / name / "c").parts]
-            assert len(coords) == len(chunks) and coords[0] < n_blocks
+            assert len(coords) == len(chunks) and coords[0] < n_chunks
             assert all(c == 0 for c in coords[1:])  # trailing axes are never split
             raw = key.read_bytes()
             if inner is None:
@@ -452,7 +473,7 @@ def test_chunk_bytes_are_zstd_frames_with_crc32c_and_shard_indices(store_path: P
 def test_manifest_digest_recomputed_from_the_arrays(store_path: Path) -> None:
     group = zarr.open_group(store_path, mode="r", use_consolidated=False)
     fkd = group.attrs["fkd"]
-    paths = [nul_padded_text(row) for row in group["image_path"][...]]
+    paths = split_paths(group["image_path_data"][...], group["image_path_offsets"][...])
     nbytes, targets = group["image_nbytes"][...], group["image_target"][...]
     assert digest(paths, nbytes, targets) == fkd["manifest_digest"]
     manifest = make_manifest(fkd["num_images"])

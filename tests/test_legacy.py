@@ -189,10 +189,7 @@ def test_truncated_and_malformed_files_are_reported(tmp_path) -> None:
 def store_with_paths(path: Path, paths: list[str], codec: CodecSpec | None = None) -> LabelStore:
     """A small committed store whose manifest lists ``paths`` (blocks of 4 images)."""
     manifest = Manifest.build(paths, [1000 + i for i in range(len(paths))], [0] * len(paths))
-    spec = replace(
-        make_spec(len(paths), codec=codec),
-        manifest_digest=manifest.digest(),
-    )
+    spec = replace(make_spec(len(paths), codec=codec), **manifest.spec_fields())
     store = LabelStore.create(path, spec, manifest)
     for block in range(spec.num_blocks):
         store.write_block(block, block_data(spec, block))

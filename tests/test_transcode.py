@@ -98,18 +98,11 @@ def test_cli_recodes_and_refuses_what_cannot_be_recoded(tmp_path: Path) -> None:
     )
     assert again.exit_code == 1 and "needs a store made with --label-type full" in again.output
     assert not (tmp_path / "h.zarr").exists()
-    missing = run.invoke(
-        cli,
-        [
-            "convert",
-            "--to",
-            "store",
-            str(tmp_path / "full.zarr"),
-            "--out",
-            str(tmp_path / "m.zarr"),
-        ],
-    )
-    assert missing.exit_code == 2 and "needs --label-type" in missing.output
+    copied = run.invoke(
+        cli, ["convert", "--to", "store", str(tmp_path / "full.zarr"), "--out", str(tmp_path / "m")]
+    )  # without --label-type: the labels as stored, in the current format
+    assert copied.exit_code == 0 and "as format v2" in copied.output, copied.output
+    assert LabelStore.open(tmp_path / "m").spec.codec == FULL
 
 
 def test_uncommitted_source_is_refused(tmp_path: Path) -> None:

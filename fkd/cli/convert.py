@@ -26,7 +26,9 @@ from fkd.cli.options import library_errors
     default=None,
     help="SOURCE is a store; write original FKD files (fkd-legacy), or a store whose "
     "labels are re-encoded with --label-type/--topk/--value-dtype from SOURCE's full "
-    "distributions (store; SOURCE made with --label-type full; the teacher is not run).",
+    "distributions (store; SOURCE made with --label-type full; the teacher is not run). "
+    "--to store without --label-type copies SOURCE's labels as they are into the current "
+    "format version (upgrades a format v1 store).",
 )
 @click.option("--out", required=True, help="The store to create (--from) or folder to fill (--to).")
 @click.option(
@@ -99,6 +101,7 @@ def convert_command(
     fkd convert --to fkd-legacy labels.zarr --out FKD_DIR
     python train_FKD.py --softlabel_path FKD_DIR DATA   # FKD's own training script
     fkd convert --to store full.zarr --label-type marginal_smoothing --topk 5 --out top5.zarr
+    fkd convert --to store old-v1.zarr --out new.zarr     # same labels, current format
     """
     from fkd import legacy
     from fkd.storage_formats import LabelStore
@@ -148,9 +151,14 @@ def _recode(
     from fkd.storage_formats.label_codecs import codec_spec
     from fkd.storage_formats.transcode import transcode_store
 
-    if label_type is None:
-        raise click.UsageError("--to store needs --label-type (and --topk for the top-K codecs)")
     handle = LabelStore.open(source)
+    if label_type is None:  # copy the labels as stored, in the current format version
+        store = transcode_store(handle, out, None, overwrite=overwrite)
+        click.echo(
+            f"{out}: {store.spec.num_images} images copied from {source} (format "
+            f"v{handle.spec.format_version}) as format v{store.spec.format_version}"
+        )
+        return
     full = handle.spec.codec
     codec = codec_spec(label_type, full.num_classes, topk, full.temperature, value_dtype)
     store = transcode_store(handle, out, codec, overwrite=overwrite)

@@ -86,6 +86,10 @@ class BlockChunkReader:
             declared = zstd_declared_size(payload[:18])
         except ValueError as exc:
             raise self.corrupt(block, str(exc)) from None
+        if declared is None:
+            raise self.corrupt(
+                block, "zstd frame declares no content size; refused (cannot bound it)"
+            )
         if declared != self.chunk_bytes:
             raise self.corrupt(
                 block, f"zstd frame declares {declared} bytes, chunk holds {self.chunk_bytes}"

@@ -95,6 +95,10 @@ class ShardRowReader:
             declared = zstd_declared_size(payload[:18])
         except ValueError as exc:
             raise self.corrupt(image, str(exc)) from None
+        if declared is None:
+            raise self.corrupt(
+                image, "zstd frame declares no content size; refused (cannot bound it)"
+            )
         if declared != self.chunk_bytes:
             raise self.corrupt(
                 image, f"zstd frame declares {declared} bytes, chunk holds {self.chunk_bytes}"

@@ -7,6 +7,9 @@ it again: the teacher is not run, and the crops (boxes, flips, failed images)
 are the very same.  This is how codec ablations stay cheap: one teacher pass,
 many label stores.  The only difference from generating with the codec directly
 is that top-K is taken over float16 probabilities rather than the teacher's float32.
+
+With ``codec=None`` the stored labels of any codec are copied as they are: this
+upgrades a store of an older format version to the current one.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ __all__ = ["transcode_store"]
 
 
 def transcode_store(
-    source: LabelStore, out: str | Path, codec: CodecSpec, overwrite: bool = False
+    source: LabelStore, out: str | Path, codec: CodecSpec | None, overwrite: bool = False
 ) -> LabelStore:
-    """Write ``out``: ``source``'s crops and images with labels re-encoded by ``codec``."""
-    if source.spec.codec.name != "full":
+    """Write ``out`` in the current format: ``source``'s crops and images with labels
+    re-encoded by ``codec``, or copied as stored when ``codec`` is ``None``."""
+    if codec is None:
+        codec = source.spec.codec
+    elif source.spec.codec.name != "full":
         raise StoreError(
             f"{source.location} stores {source.spec.codec.name} labels, which lost the "
             "tail of each distribution; re-encoding needs a store made with --label-type full"
@@ -63,11 +69,13 @@ def _block_data(
     start, stop = source.block_range(block)
     batch = source.read_images(np.arange(start, stop))
     ok = batch.status == STATUS_OK
-    probs = source.decode_labels(batch.labels)
-    labels = {}
-    for field, values in target.codec.encode(probs).items():
-        values[~ok] = 0  # failed images hold zeros, as the generator writes them
-        labels[field] = values
+    if target.spec.codec == source.spec.codec:
+        labels = dict(batch.labels)
+    else:
+        labels = {}
+        for field, values in target.codec.encode(source.decode_labels(batch.labels)).items():
+            values[~ok] = 0  # failed images hold zeros, as the generator writes them
+            labels[field] = values
     stored = target.spec.crops.sampler == "stored"
     return BlockData(
         height=batch.height,

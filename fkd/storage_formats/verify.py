@@ -52,17 +52,21 @@ class Problem:
         return f"{self.where}: {self.what}"
 
 
-def verify_store(location: str, manifest: Manifest | None = None) -> list[Problem]:
+def verify_store(
+    location: str | Path | LabelStore, manifest: Manifest | None = None
+) -> list[Problem]:
     """Every problem found in the store at ``location`` (an empty list if it is sound).
 
     Linear in the store's bytes: the manifest and the commit markers are read once,
-    then each committed block's chunks once.
+    then each committed block's chunks once.  Links and published checksums are
+    checked too when ``location`` is a local folder.
     """
     try:
-        store = LabelStore.open(location)
+        store = location if isinstance(location, LabelStore) else LabelStore.open(location)
     except StoreError as exc:
-        return [Problem(location, str(exc))]
-    local = not is_url(location) and Path(location).is_dir()
+        return [Problem(str(location), str(exc))]
+    local = isinstance(location, (str, Path)) and not is_url(location) and Path(location).is_dir()
+    location = str(store.location if isinstance(location, LabelStore) else location)
     problems = check_links(Path(location)) if local else []
     problems += check_commit_markers(store)
     manifest_problems = check_manifest(store)

@@ -50,7 +50,7 @@ from fkd.storage_formats.layout import (
     label_array_name,
     store_layout,
 )
-from fkd.storage_formats.manifest import Manifest
+from fkd.storage_formats.manifest import Manifest, encode_paths
 from fkd.storage_formats.shard_reader import ShardRowReader
 from fkd.storage_formats.spec import StoreSpec
 from fkd.storage_formats.validation import (
@@ -589,10 +589,12 @@ class LabelStore:
         return dict(zip(names, sync(read_all()), strict=True))
 
     def _write_manifest(self, manifest: Manifest) -> None:
-        if self.spec.format_version == 1:
-            raise StoreError("fkd writes format v2; format v1 stores are read only")
-        self._array("image_path_data")[:] = manifest.path_data
-        self._array("image_path_offsets")[:] = manifest.path_offsets.astype(np.uint64)
+        if self.spec.format_version == 1:  # kept to make v1 stores for compatibility tests
+            rows = encode_paths(manifest.paths, self.spec.max_path_bytes)
+            self._array("image_path")[:] = rows
+        else:
+            self._array("image_path_data")[:] = manifest.path_data
+            self._array("image_path_offsets")[:] = manifest.path_offsets.astype(np.uint64)
         self._array("image_nbytes")[:] = manifest.nbytes
         self._array("image_target")[:] = manifest.targets
         if self.spec.file_hashes:
@@ -696,7 +698,7 @@ def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
         raise ValueError("the spec's file_hashes and the manifest's sha256 disagree")
     if manifest.digest() != spec.manifest_digest:
         raise ValueError("the spec's manifest_digest does not match the manifest")
-    if manifest.path_data.size != spec.path_data_bytes:
+    if spec.format_version >= 2 and manifest.path_data.size != spec.path_data_bytes:
         raise ValueError(
             f"the manifest's paths hold {manifest.path_data.size} bytes but the spec's "
             f"path_data_bytes is {spec.path_data_bytes}"
