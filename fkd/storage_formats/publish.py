@@ -26,6 +26,8 @@ SUMS = "SHA256SUMS"
 
 def publish_store(source: str, out: Path, make_zip: bool = False) -> list[Path]:
     """Copy a complete store to ``out`` with a card and checksums; return what was written."""
+    from fkd.storage_formats.verify import verify_store
+
     store = LabelStore.open(source)
     if not store.is_complete():
         raise StoreError(
@@ -34,6 +36,13 @@ def publish_store(source: str, out: Path, make_zip: bool = False) -> list[Path]:
         )
     if out.exists():
         raise StoreExistsError(f"{out} already exists; choose a new folder to publish into")
+    problems = verify_store(source)
+    if problems:
+        raise StoreError(
+            f"{source} fails `fkd verify` ({len(problems)} problem(s), first: "
+            f"{problems[0].line()}); nothing published: regenerate the damaged blocks, "
+            "then publish"
+        )
     staging = out.with_name(f".{out.name}.publishing")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)

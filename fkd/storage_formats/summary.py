@@ -106,8 +106,11 @@ def stored_mass(store: LabelStore, labels: dict[str, NDArray[Any]]) -> float | N
 
 
 def directory_bytes(location: str) -> int | None:
+    """Bytes of a local store: a folder's files, or a zipped store's one file."""
     if is_url(location):
         return None
+    if os.path.isfile(location):
+        return os.path.getsize(location)
     return sum(
         os.path.getsize(os.path.join(root, name))
         for root, _, files in os.walk(location)

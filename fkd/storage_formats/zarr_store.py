@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,10 @@ class ContainedLocalStore(LocalStore):
     A store copied from elsewhere may hold a symlink (a chunk file, or a folder
     such as ``label_index/c``) leading out of the store, e.g. to a private key;
     following it would read (or, on resume, write) a file the store does not own.
-    Every key's real path must lie under the store's real path; links inside the
-    store are allowed.  The check costs one ``realpath`` per key.
+    Every key's real path must lie under the store's real path, for reads, writes,
+    deletes, existence checks and listings alike (a resume deletes an uncommitted
+    block's shards before rewriting them); links inside the store are allowed.  The
+    check costs one ``realpath`` per key.
     """
 
     def contained(self, key: str) -> str:
@@ -111,6 +113,23 @@ class ContainedLocalStore(LocalStore):
 
     def get_sync(self, key: str, **kwargs: Any) -> Any:
         return super().get_sync(self.contained(key), **kwargs)
+
+    async def delete(self, key: str) -> None:
+        await super().delete(self.contained(key))
+
+    async def delete_dir(self, prefix: str) -> None:
+        await super().delete_dir(self.contained(prefix))
+
+    async def exists(self, key: str) -> bool:
+        return await super().exists(self.contained(key))
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        async for name in super().list_dir(self.contained(prefix)):
+            yield name
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        async for key in super().list_prefix(self.contained(prefix)):
+            yield self.contained(key)
 
     def set_sync(self, key: str, value: Any) -> None:
         super().set_sync(self.contained(key), value)
@@ -651,6 +670,8 @@ def commit_listing(store: Store, num_blocks: int) -> NDArray[np.bool_] | None:
 
     prefix = f"{COMMIT_ARRAY}/c"
     if isinstance(store, LocalStore):
+        if isinstance(store, ContainedLocalStore):
+            store.contained(prefix)
         try:
             with os.scandir(store.root / prefix) as entries:
                 names = [entry.name for entry in entries]
