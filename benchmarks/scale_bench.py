@@ -67,7 +67,9 @@ first-batch operations are skipped (reported as "-").
 ``--imagenet21k``: N = 14,197,122 at C = 21,841.  Small, quick runs:
 ``--sizes 300,600 --block-size 64 --scan-files 500``; ``--skip-slow-ops`` leaves
 out the operations that start Python processes (the CLI, --plan and the
-DataLoader workers).  ``--keep`` leaves the stores and folders in ``--workdir``.
+DataLoader workers).  ``--build-timeout S`` stops a size whose block writes
+take more than S seconds (its write figures so far are kept, its other
+operations skipped).  ``--keep`` leaves the stores and folders in ``--workdir``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ CLASSES_1K, CLASSES_21K = 1000, 21_841
 TEMPLATE_IMAGES = 16  # images whose labels are synthesised; tiled to one block
 RESUME_GAPS = 3  # blocks left uncommitted for the resume scan (fewer on small stores)
 RANDOM_READS = 20
+PROGRESS_S = 60.0  # the block writes print a line at most this often
 REPEAT_BUDGET_S = 10.0  # an operation is repeated (--repeats) only while its runs took less
 LINKS_PER_TARGET = 60_000  # ext4 allows 65,000 hard links per file
 
@@ -224,8 +227,8 @@ class Recorder:
 
         seconds = within_budget(once, self.repeats if repeats is None else repeats)
         peak = rss_mb(key="VmHWM")
-        self.add(operation, statistics.median(seconds), peak, before, "this process")
-        self.amend_last(runs=len(seconds))
+        median = statistics.median(seconds)
+        self.add(operation, median, peak, before, "this process", runs=len(seconds))
         return last[0]
 
     def add(
@@ -236,10 +239,19 @@ class Recorder:
         before_mb: float | None,
         rss_of: str,
         note: str = "",
+        runs: int = 1,
     ) -> None:
         self.measurements.append(
             Measurement(
-                operation, self.images, seconds, peak_mb, before_mb, rss_of, self.store_files, note
+                operation=operation,
+                images=self.images,
+                seconds=seconds,
+                peak_rss_mb=peak_mb,
+                rss_before_mb=before_mb,
+                rss_of=rss_of,
+                store_files=self.store_files,
+                runs=runs,
+                note=note,
             )
         )
 
@@ -335,8 +347,8 @@ def timed_cli(
         rec.add(operation, None, None, None, "subprocess (ru_maxrss)", note)
     else:
         peak = max(run.peak_rss_mb or 0.0 for run in runs)
-        rec.add(operation, statistics.median(seconds), peak, None, "subprocess (ru_maxrss)")
-        rec.amend_last(runs=len(runs))
+        median = statistics.median(seconds)
+        rec.add(operation, median, peak, None, "subprocess (ru_maxrss)", runs=len(runs))
 
 
 class ManifestReads:
@@ -506,51 +518,64 @@ def build_manifest(
     return rec.timed("manifest build", build)
 
 
-def write_blocks(store: LabelStore, template: BlockTemplate, blocks: Sequence[int]) -> list[float]:
-    """Seconds of each ``write_block`` (the block's data is made outside the clock)."""
-    seconds = []
+def write_blocks(
+    store: LabelStore, template: BlockTemplate, blocks: Sequence[int], deadline: float = math.inf
+) -> list[float]:
+    """Seconds of each ``write_block`` (the block's data is made off the clock), up to the
+    first block that ends after ``deadline``; a progress line every PROGRESS_S seconds."""
+    seconds: list[float] = []
+    shown = time.perf_counter()
     for block in blocks:
         start, stop = store.block_range(block)
         data = template.block(block, stop - start)
         t0 = time.perf_counter()
         store.write_block(block, data)
         seconds.append(time.perf_counter() - t0)
+        if t0 + seconds[-1] - shown > PROGRESS_S:
+            print(f"    block {block}: {seconds[-1]:.3f} s", flush=True)
+            shown = time.perf_counter()
+        if time.perf_counter() > deadline:
+            break
     return seconds
 
 
 def timed_writes(
-    rec: Recorder, store: LabelStore, template: BlockTemplate, blocks: list[int]
-) -> None:
-    """All ``blocks``, first tenth, middle and last tenth, each tenth's RSS peak on its own."""
+    rec: Recorder, store: LabelStore, template: BlockTemplate, blocks: list[int], timeout: float
+) -> bool:
+    """Write ``blocks``: the first tenth, the middle, the last tenth, each with its own RSS
+    peak.  False if ``timeout`` seconds ran out first (the rest of the size is skipped)."""
     tenth = max(1, len(blocks) // 10)
     parts = blocks[:tenth], blocks[tenth:-tenth], blocks[-tenth:]
+    deadline = time.perf_counter() + timeout
     seconds: list[list[float]] = []
     peaks: list[tuple[float, float]] = []
-    total_start = time.perf_counter()
-    for i, part in enumerate(parts):
+    for part in parts:
         before = rss_mb()
         reset_peak_rss()
-        seconds.append(write_blocks(store, template, part))
+        seconds.append(write_blocks(store, template, part, deadline))
         peaks.append((rss_mb(key="VmHWM"), before))
-        print(
-            f"    wrote {sum(map(len, parts[: i + 1]))}/{len(blocks)} blocks "
-            f"({time.perf_counter() - total_start:.1f} s)",
-            flush=True,
-        )
-    first, _, last = seconds
+        written = sum(map(len, seconds))
+        print(f"    wrote {written}/{len(blocks)} blocks ({sum(map(sum, seconds)):.1f} s)")
+        if len(seconds[-1]) < len(part):
+            break
+    rec.store_files = count_files(Path(store.location))
+    first = seconds[0]
+    note = f"blocks: {len(first)}"
+    if written < len(blocks):
+        note += f"; --build-timeout stopped the writes after {written} of {len(blocks)} blocks"
     rec.add(
-        "write block, first tenth (mean)",
-        statistics.mean(first),
-        *peaks[0],
-        "this process",
-        f"blocks: {len(first)}",
+        "write block, first tenth (mean)", statistics.mean(first), *peaks[0], "this process", note
     )
+    if written < len(blocks):
+        return False
+    last = seconds[2]
+    ratio = statistics.mean(last) / statistics.mean(first)
     rec.add(
         "write block, last tenth (mean)",
         statistics.mean(last),
         *peaks[2],
         "this process",
-        f"blocks: {len(last)}; last/first {statistics.mean(last) / statistics.mean(first):.2f}",
+        f"blocks: {len(last)}; last/first {ratio:.2f}",
     )
     rec.add(
         "write all blocks (sum)",
@@ -560,6 +585,7 @@ def timed_writes(
         "this process",
         f"blocks: {len(blocks)}",
     )
+    return True
 
 
 def resume_scan(rec: Recorder, path: Path, expected: list[int]) -> None:
@@ -692,8 +718,10 @@ def measure_size(images: int, classes: int, args: argparse.Namespace, workdir: P
     rec.store_files = count_files(path)
     rec.amend_last(store_files=rec.store_files)
     gaps = resume_gaps(spec.num_blocks)
-    timed_writes(rec, store, template, [b for b in range(spec.num_blocks) if b not in gaps])
-    rec.store_files = count_files(path)
+    todo = [b for b in range(spec.num_blocks) if b not in gaps]
+    if not timed_writes(rec, store, template, todo, args.build_timeout):
+        remove_store_and_tree(path, tree, args.keep)
+        return rec
     resume_scan(rec, path, gaps)
     write_blocks(store, template, gaps)
     rec.store_files = count_files(path)
@@ -701,8 +729,7 @@ def measure_size(images: int, classes: int, args: argparse.Namespace, workdir: P
     random_reads(rec, path, images)
     if not args.skip_slow_ops:
         cli_operations(rec, path, args, classes)
-    with_tree = images <= args.max_image_tree
-    if with_tree:
+    if images <= args.max_image_tree:
         start = time.perf_counter()
         build_image_tree(tree, paths, jpeg)
         rec.setup_seconds["image folder"] = time.perf_counter() - start
@@ -711,10 +738,14 @@ def measure_size(images: int, classes: int, args: argparse.Namespace, workdir: P
             generate_plan(rec, tree, workdir, args, classes)
             student_loader(rec, tree, path)
     dask_prologues(rec, path, str(tree))
-    if not args.keep:
+    remove_store_and_tree(path, tree, args.keep)
+    return rec
+
+
+def remove_store_and_tree(path: Path, tree: Path, keep: bool) -> None:
+    if not keep:
         shutil.rmtree(path, ignore_errors=True)
         remove_tree(tree)
-    return rec
 
 
 def measure_folder_scan(files: int, classes: int, workdir: Path, keep: bool) -> Recorder:
@@ -750,6 +781,11 @@ def growth_exponents(measurements: Sequence[Measurement]) -> dict[str, dict[str,
 
 def figure(value: float) -> str:
     return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="-")
+
+
+def exponent(exponents: dict[str, dict[str, float]], operation: str, step: str) -> str:
+    value = exponents.get(operation, {}).get(step)
+    return "-" if value is None else f"{value:.2f}"
 
 
 def cell(m: Measurement | None, what: str) -> str:
@@ -789,7 +825,7 @@ def print_table(
                 [m] = [m for m in measurements if m.operation == op]
                 row = f"{cell(m, what):>12}  ({m.images} files)"
             elif what == "seconds":
-                row += "".join(f"{exponents.get(op, {}).get(s, math.nan):>14.2f}" for s in steps)
+                row += "".join(f"{exponent(exponents, op, s):>14}" for s in steps)
             print(f"{op:<{width}}{row}")
     files = {m.images: m.store_files for m in measurements if m.operation == "open"}
     print("\nfiles in the store: " + ", ".join(f"N={n}: {f}" for n, f in files.items()))
@@ -847,6 +883,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=3600.0,
         help="the same for the other CLI calls (default 3600)",
+    )
+    parser.add_argument(
+        "--build-timeout",
+        type=float,
+        default=math.inf,
+        help="seconds of block writes per size after which that size stops: its other "
+        "operations are skipped (default: no limit)",
     )
     parser.add_argument(
         "--skip-slow-ops",

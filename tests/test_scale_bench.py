@@ -66,12 +66,15 @@ def check(report: dict[str, Any], operations: set[str]) -> None:
     [scan] = [r for r in rows if r["operation"] == "scan folder (fixed size)"]
     assert scan["images"] == 500
     for row in rows:
+        assert isinstance(row["runs"], int) and row["runs"] >= 1, row
         assert math.isfinite(row["seconds"]) and row["seconds"] > 0, row
         assert math.isfinite(row["peak_rss_mb"]) and row["peak_rss_mb"] > 0, row
     assert set(report["exponents"]) == operations
     assert all(math.isfinite(e) for steps in report["exponents"].values() for e in steps.values())
     in_store = [r for r in rows if r["images"] in (300, 600) and r["operation"] != "manifest build"]
     assert all(r["store_files"] > 0 for r in in_store)
+    notes = {(r["operation"], r["images"]): r["note"] for r in rows}
+    assert "last/first" in notes[("write block, last tenth (mean)", 600)]
     assert report["machine"]["zarr"] and report["command"].startswith("python benchmarks/")
 
 
