@@ -343,7 +343,7 @@ def timed_cli(
 
     seconds = within_budget(once, rec.repeats)
     if runs[-1].timed_out:
-        note = f"timed out after {timeout:.0f} s"
+        note = f"timed out after {timeout:g} s"
         rec.add(operation, None, None, None, "subprocess (ru_maxrss)", note)
     else:
         peak = max(run.peak_rss_mb or 0.0 for run in runs)
