@@ -197,8 +197,9 @@ def scan_image_folder(data: Path, hash_files: bool = False) -> ImageSource:
         refuse_top_level_images(folder, top_images)
         refuse_empty_class_folders(folder, by_class)
         class_names = tuple(sorted(by_class))
+        target_of = {name: target for target, name in enumerate(class_names)}
         found = [
-            FoundImage(path, size, class_names.index(name))
+            FoundImage(path, size, target_of[name])
             for name, images in by_class.items()
             for path, size in images
         ]
