@@ -484,15 +484,12 @@ def block_template(spec: StoreSpec) -> BlockTemplate:
     )
 
 
-def store_spec(
-    manifest_digest: str, images: int, classes: int, args: argparse.Namespace
-) -> StoreSpec:
+def store_spec(manifest: Manifest, classes: int, args: argparse.Namespace) -> StoreSpec:
     return StoreSpec(
-        num_images=images,
+        **manifest.spec_fields(),
         codec=CodecSpec("marginal_smoothing", classes, k=5, value_dtype="uint8"),
         crops=CropSpec(crops_per_image=args.crops, seed=0),
         teacher=TeacherInfo("synthetic-teacher-like", input_size=TEACHER_INPUT),
-        manifest_digest=manifest_digest,
         block_size=args.block_size,
     )
 
@@ -683,11 +680,11 @@ def _first_batch(loader: Any) -> Any:
 
 def dask_task_prologue(path: Path, spec: StoreSpec, image_root: str) -> None:
     """What ``fkd.distributed.label_block`` does before and around labelling, minus the
-    teacher: open r+, compare specs, the cached image source, the commit-marker read."""
+    teacher: open r+, compare specs, the cached image source, the commit-marker check."""
     store = LabelStore.open(path, mode="r+")
     assert not diff_generation(store.spec, spec)
     fkd_distributed.cached_source(store, image_root)
-    store.committed_mask(refresh=True)  # write_block reads every marker before writing
+    store.is_committed(0)  # write_block checks its own block's marker before writing
 
 
 def dask_prologues(rec: Recorder, path: Path, image_root: str) -> None:
@@ -709,8 +706,8 @@ def measure_size(images: int, classes: int, args: argparse.Namespace, workdir: P
     path, tree = workdir / f"store-{images}.zarr", workdir / f"images-{images}"
     jpeg = tiny_jpeg()
     paths, targets = imagenet_paths(images, classes)
-    manifest, digest = build_manifest(rec, paths, targets, len(jpeg))
-    spec = store_spec(digest, images, classes, args)
+    manifest, _ = build_manifest(rec, paths, targets, len(jpeg))
+    spec = store_spec(manifest, classes, args)
     start = time.perf_counter()
     template = block_template(spec)
     rec.setup_seconds["labels template"] = time.perf_counter() - start

@@ -41,6 +41,73 @@ def is_fkd_block_chain(doc: dict[str, Any]) -> bool:
     return bool(endian == "little" and separator == "/")
 
 
+MISSING = 2**64 - 1
+
+
+def decode_checked(data: bytes, nbytes: int) -> NDArray[np.uint8]:
+    """One stored chunk of fkd's chain (``zstd frame || crc32c``), checked and decoded to
+    exactly ``nbytes``; ``ValueError`` saying what is wrong otherwise."""
+    if len(data) < 4:
+        raise ValueError(f"is {len(data)} bytes long: emptied or truncated")
+    payload, stored = data[:-4], data[-4:]
+    if google_crc32c.value(payload) != int.from_bytes(stored, "little"):
+        raise ValueError("fails its crc32c checksum (truncated or damaged)")
+    declared = zstd_declared_size(payload[:18])
+    if declared is None:
+        raise ValueError("zstd frame declares no content size; refused (cannot bound it)")
+    if declared != nbytes:
+        raise ValueError(f"zstd frame declares {declared} bytes, chunk holds {nbytes}")
+    out = np.empty(nbytes, dtype=np.uint8)
+    numcodecs.Zstd().decode(payload, out=out)
+    return out
+
+
+def decode_block(raw: bytes, layout: ArrayLayout, rows: int) -> NDArray[Any]:
+    """A block's whole chunk (unsharded) or shard (fkd's sharding) of ``layout``, decoded
+    from its stored bytes: ``[rows, ...]``.  Every stored value's crc32c is checked, and a
+    shard must have a sound index naming each inner chunk that holds any of ``rows``
+    (zarr alone reads a missing or emptied one as fill values).  ``ValueError`` says
+    what is wrong."""
+    dtype = layout.dtype.newbyteorder("<")
+    if layout.inner is None:
+        values = decode_checked(raw, math.prod(layout.outer) * layout.dtype.itemsize)
+        return values.view(dtype).reshape(layout.outer)[:rows].astype(layout.dtype)
+    per_chunk = layout.inner[0]
+    chunks = layout.outer[0] // per_chunk
+    index_bytes = 16 * chunks + 4
+    if len(raw) < index_bytes:
+        raise ValueError(f"is {len(raw)} bytes long: emptied or truncated")
+    try:
+        index = decode_index(raw[-index_bytes:], chunks)
+    except ValueError:
+        raise ValueError("its shard index fails its crc32c: truncated or damaged") from None
+    inner_nbytes = math.prod(layout.inner) * layout.dtype.itemsize
+    out = np.zeros((chunks * per_chunk, *layout.outer[1:]), dtype=layout.dtype)
+    for chunk in range(-(-rows // per_chunk)):
+        offset, nbytes = (int(v) for v in index[chunk])
+        if offset == MISSING:
+            raise ValueError(
+                f"lacks inner chunk {chunk} (images {chunk * per_chunk}.. of the block)"
+            )
+        if offset + nbytes > len(raw) - index_bytes:
+            raise ValueError(f"inner chunk {chunk} lies past the end of the shard: truncated")
+        try:
+            values = decode_checked(raw[offset : offset + nbytes], inner_nbytes)
+        except ValueError as exc:
+            raise ValueError(f"inner chunk {chunk} {exc}") from None
+        rows_of = slice(chunk * per_chunk, (chunk + 1) * per_chunk)
+        out[rows_of] = values.view(dtype).reshape(layout.inner)
+    return out[:rows]
+
+
+def decode_index(data: bytes, chunks: int) -> NDArray[np.uint64]:
+    """A shard index (``uint64 [chunks, 2] LE || crc32c``), checked."""
+    payload, stored = data[:-4], data[-4:]
+    if google_crc32c.value(payload) != int.from_bytes(stored, "little"):
+        raise ValueError("shard index fails its crc32c")
+    return np.frombuffer(payload, dtype="<u8").reshape(chunks, 2)
+
+
 class BlockChunkReader:
     """Reads whole per-block chunks of one unsharded array of a local store."""
 
@@ -49,7 +116,6 @@ class BlockChunkReader:
         self.real_root = os.path.realpath(root)
         self.layout = layout
         self.chunk_bytes = math.prod(layout.outer) * layout.dtype.itemsize
-        self._zstd = numcodecs.Zstd()
         self._folder_checked: Path | None = None
 
     @classmethod
@@ -79,23 +145,10 @@ class BlockChunkReader:
             raise self.corrupt(block, "its chunk file is missing") from None
         except OSError as exc:
             raise self.corrupt(block, f"cannot read {path}: {exc}") from None
-        payload, stored = data[:-4], data[-4:]
-        if len(data) < 4 or google_crc32c.value(payload) != int.from_bytes(stored, "little"):
-            raise self.corrupt(block, "stored and computed crc32c checksums differ")
         try:
-            declared = zstd_declared_size(payload[:18])
+            buffer = decode_checked(data, self.chunk_bytes)
         except ValueError as exc:
             raise self.corrupt(block, str(exc)) from None
-        if declared is None:
-            raise self.corrupt(
-                block, "zstd frame declares no content size; refused (cannot bound it)"
-            )
-        if declared != self.chunk_bytes:
-            raise self.corrupt(
-                block, f"zstd frame declares {declared} bytes, chunk holds {self.chunk_bytes}"
-            )
-        buffer = np.empty(self.chunk_bytes, dtype=np.uint8)
-        self._zstd.decode(payload, out=buffer)
         return buffer.view(self.layout.dtype.newbyteorder("<")).reshape(self.layout.outer)
 
     def read_contained(self, path: Path) -> bytes:

@@ -436,6 +436,23 @@ class LabelStore:
                 self._per_image[name] = np.asarray(self._read(name, slice(None)))
         return self._per_image[name]
 
+    def per_image_rows(self, name: str, index: NDArray[np.int64]) -> NDArray[Any]:
+        """``per_image(name)[index]`` of committed images, reading only their blocks' chunks
+        unless the whole array is cached or the read spans many blocks (then it is cached)."""
+        if name in self._per_image and self._per_image_mask is not None:
+            return self._per_image[name][index]
+        layout = self.layout[name]
+        if index.size == 0:
+            return np.zeros((0, *layout.shape[1:]), dtype=layout.dtype)
+        blocks = np.unique(index // self.spec.block_size)
+        local = None if is_url(self.location) else Path(self.location)
+        reader = BlockChunkReader.for_array(local, layout) if local else None
+        if reader is None or blocks.size > FAST_READ_MAX_IMAGES:
+            return self.per_image(name)[index]
+        chunks = {int(b): reader.read_block(int(b)) for b in blocks}
+        rows = self.spec.block_size
+        return np.stack([chunks[int(i) // rows][int(i) % rows] for i in index]).astype(layout.dtype)
+
     def _read_committed_rows(self, name: str, committed: NDArray[np.bool_]) -> NDArray[Any]:
         layout = self.layout[name]
         rows = np.full(layout.shape, layout.fill_value, dtype=layout.dtype)
@@ -481,9 +498,9 @@ class LabelStore:
         """
         index = np.asarray(indices, dtype=np.int64).reshape(-1)
         self._check_readable(index)
-        height = self.per_image("image_height")[index]
-        width = self.per_image("image_width")[index]
-        status = self.per_image("image_status")[index]
+        height = self.per_image_rows("image_height", index)
+        width = self.per_image_rows("image_width", index)
+        status = self.per_image_rows("image_status", index)
         if (status == STATUS_PENDING).any():
             image = int(index[np.flatnonzero(status == STATUS_PENDING)[0]])
             raise CorruptChunkError(
