@@ -68,6 +68,7 @@ from fkd.images import (
 from fkd.storage_formats import CodecSpec, LabelStore, Manifest, StoreSpec
 from fkd.storage_formats.crop_sampler import boxes_to_fractions, grid_to_fractions, sample_boxes
 from fkd.storage_formats.layout import STATUS_FAILED
+from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 SHOWN = 3  # offenders named in a refusal
 # Per-image arrays a reader needs: read once by the dataset, handed to its workers.
@@ -746,6 +747,7 @@ def make_loader(
         collate_fn=collate_crops,
         pin_memory=pin_memory,
         drop_last=drop_last,
+        worker_init_fn=DataLoaderWorkerLifetime(),
         **extra,
     )
     return loader, dataset, sampler

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.worker_lifetime import die_with_parent
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "DatasetError",
@@ -268,7 +270,11 @@ def prepare_fashion_mnist(
         keep = select_per_class(labels, limits[folder])
         counts[folder] = len(keep)
         jobs += _png_jobs(staging / folder, images, labels, keep)
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers or os.cpu_count() or 1,
+        initializer=die_with_parent,  # no PNG writer outlives this process
+        initargs=(os.getpid(),),
+    ) as pool:
         list(pool.map(_write_pngs, jobs))
     prepared = PreparedDataset(
         str(out),

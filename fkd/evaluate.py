@@ -20,6 +20,7 @@ from torchvision.transforms.v2 import functional as F
 from fkd import crops as crop_ops
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
 from fkd.teachers import LoadedTeacher, load_teachers
+from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 
 class EvaluationError(ValueError):
@@ -83,7 +84,12 @@ def evaluate_teacher(
         )
     info = teacher.info
     dataset = EvalDataset(source, info.input_size, crop_pct, info.interpolation)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        worker_init_fn=DataLoaderWorkerLifetime(),
+    )
     return _accuracy(teacher, loader, len(dataset))
 
 

@@ -53,6 +53,7 @@ from fkd.storage_formats.label_codecs import codec_spec
 from fkd.storage_formats.spec import diff_generation
 from fkd.storage_formats.zarr_store import is_url
 from fkd.teachers import LoadedTeacher, load_teachers
+from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 DEFAULT_CROP_INTERPOLATION = "bilinear"
 
@@ -435,6 +436,7 @@ def decoded_images(
         num_workers=workers,
         prefetch_factor=2 if cutter is not None else 4,
         collate_fn=_identity,
+        worker_init_fn=DataLoaderWorkerLifetime(),
     )
     yield from loader
 

@@ -77,6 +77,7 @@ from fkd.models.registry import build_model, model_defaults
 from fkd.progress import Progress
 from fkd.storage_formats import CodecSpec, CropSpec, sample_boxes
 from fkd.storage_formats.crop_sampler import draw_u64
+from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 __all__ = [
     "METRICS_FILE",
@@ -570,6 +571,7 @@ def load_data(
         num_workers=config.workers,
         collate_fn=collate_crops,
         pin_memory=dist_info.device.type == "cuda",
+        worker_init_fn=DataLoaderWorkerLifetime(),
         **extra,
     )
     return TrainData(
@@ -621,7 +623,13 @@ def load_eval_data(
         dataset = Subset(dataset, range(dist_info.rank, len(source), dist_info.world_size))
     # Persistent workers: evaluated every epoch, so they are started once.
     extra: dict[str, Any] = {"persistent_workers": True} if workers > 0 else {}
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **extra)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        worker_init_fn=DataLoaderWorkerLifetime(),
+        **extra,
+    )
 
 
 # --------------------------------------------------------------------------- evaluation

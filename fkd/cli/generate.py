@@ -10,6 +10,7 @@ import click
 from click.core import ParameterSource
 
 from fkd.cli.options import device_options, library_errors, parse_pair, parse_shard, teacher_options
+from fkd.cli.stopping import stops_cleanly
 
 if TYPE_CHECKING:
     from fkd.generate import GenerateConfig, GenerateSummary
@@ -187,6 +188,7 @@ if TYPE_CHECKING:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the final summary as one line of JSON."
 )
+@stops_cleanly("the committed blocks are kept; re-run the same command to resume from them.")
 @library_errors
 def generate_command(
     data: Path,

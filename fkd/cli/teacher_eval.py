@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from fkd.cli.options import device_options, evaluation_options, library_errors, teacher_options
+from fkd.cli.stopping import stops_cleanly
 
 
 @click.command("teacher-eval")
@@ -17,6 +18,7 @@ from fkd.cli.options import device_options, evaluation_options, library_errors, 
 @evaluation_options(batch_size=128)
 @device_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@stops_cleanly("teacher-eval writes nothing; re-run it for the accuracy.")
 @library_errors
 def teacher_eval_command(
     data: Path,

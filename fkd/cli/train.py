@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from fkd.cli.options import library_errors, parse_pair
+from fkd.cli.stopping import stops_cleanly
 
 
 def _training_options(func: Any) -> Any:
@@ -348,6 +349,10 @@ def _runtime_options(func: Any) -> Any:
 @_optimiser_options
 @_loss_options
 @_runtime_options
+@stops_cleanly(
+    "with --out, the checkpoint of the last finished epoch is kept; re-run the same command "
+    "with --resume to continue from it."
+)
 @library_errors
 def train_command(data: Path, quiet: bool, scale: str, ratio: str, **options: Any) -> None:
     """Train a student on the crops of DATA with the soft labels of --labels STORE.
