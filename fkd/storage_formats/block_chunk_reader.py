@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from fkd.storage_formats.bounded_codecs import zstd_declared_size
 from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError
-from fkd.storage_formats.layout import ArrayLayout, chunk_key
+from fkd.storage_formats.layout import ArrayLayout
 
 FKD_CHAIN = ["bytes", "zstd", "crc32c"]
 
@@ -42,6 +42,7 @@ def is_fkd_block_chain(doc: dict[str, Any]) -> bool:
 
 
 MISSING = 2**64 - 1
+ZSTD = numcodecs.Zstd()  # stateless: one decompressor for every chunk
 
 
 def decode_checked(data: bytes, nbytes: int) -> NDArray[np.uint8]:
@@ -58,7 +59,7 @@ def decode_checked(data: bytes, nbytes: int) -> NDArray[np.uint8]:
     if declared != nbytes:
         raise ValueError(f"zstd frame declares {declared} bytes, chunk holds {nbytes}")
     out = np.empty(nbytes, dtype=np.uint8)
-    numcodecs.Zstd().decode(payload, out=out)
+    ZSTD.decode(payload, out=out)
     return out
 
 
@@ -116,7 +117,9 @@ class BlockChunkReader:
         self.real_root = os.path.realpath(root)
         self.layout = layout
         self.chunk_bytes = math.prod(layout.outer) * layout.dtype.itemsize
-        self._folder_checked: Path | None = None
+        self.dtype = layout.dtype.newbyteorder("<")
+        self._folder: str | None = None
+        self.trailing = f"{os.sep}0" * (len(layout.shape) - 1)  # trailing axes are never split
 
     @classmethod
     def for_array(cls, root: Path, layout: ArrayLayout) -> BlockChunkReader | None:
@@ -138,7 +141,8 @@ class BlockChunkReader:
             out[start:stop] = self.read_block(block)[: stop - start]
 
     def read_block(self, block: int) -> NDArray[Any]:
-        path = self.root / chunk_key(self.layout, block)
+        """The block's whole chunk, ``layout.outer`` (a view of a fresh buffer)."""
+        path = f"{self.folder()}{os.sep}{block}{self.trailing}"
         try:
             data = self.read_contained(path)
         except FileNotFoundError:
@@ -149,25 +153,26 @@ class BlockChunkReader:
             buffer = decode_checked(data, self.chunk_bytes)
         except ValueError as exc:
             raise self.corrupt(block, str(exc)) from None
-        return buffer.view(self.layout.dtype.newbyteorder("<")).reshape(self.layout.outer)
+        return buffer.view(self.dtype).reshape(self.layout.outer)
 
-    def read_contained(self, path: Path) -> bytes:
-        """The bytes of ``path``, refusing one whose real path leaves the store.
+    def folder(self) -> str:
+        """The chunk folder, its real path checked once to lie inside the store."""
+        if self._folder is None:
+            folder = self.root / self.layout.name / "c"
+            self.check_contained(folder)
+            self._folder = str(folder)
+        return self._folder
 
-        The chunk folder's real path is checked once; each file is opened without
-        following a final symlink, and only a file that is a link pays a ``realpath``.
-        """
-        if self._folder_checked is None:
-            self.check_contained(path.parent)
-            self._folder_checked = path.parent
-        if path.parent != self._folder_checked:
-            self.check_contained(path)
+    def read_contained(self, path: str) -> bytes:
+        """The bytes of ``path`` in the checked folder, refusing a link that leaves the store:
+        the file is opened without following a final symlink, and only a file that is a link
+        pays a ``realpath``."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
-            self.check_contained(path)
+            self.check_contained(Path(path))
             fd = os.open(path, os.O_RDONLY)
         with os.fdopen(fd, "rb") as file:
             return file.read()

@@ -18,6 +18,8 @@ from fkd.storage_formats.layout import STATUS_OK
 from fkd.storage_formats.zarr_store import LabelStore, is_url
 
 DEFAULT_SAMPLE_IMAGES = 256
+SAMPLE_CROPS = 8192  # crops whose labels are summarised, at most
+DECODED_ROWS = 256  # dense rows decoded at a time
 
 
 def summarize_store(
@@ -59,23 +61,36 @@ def summarize_store(
 
 
 def label_statistics(store: LabelStore, sample_images: int) -> dict[str, Any]:
-    """Mean top-1 probability, entropy, stored top-K mass and top-1 agreement with targets."""
-    indices = sample_indices(store, sample_images)
+    """Mean top-1 probability, entropy, stored top-K mass and top-1 agreement with targets.
+
+    At most ``SAMPLE_CROPS`` crops (fewer images when M is large), decoded to dense rows
+    ``DECODED_ROWS`` at a time, so time and memory stay bounded at any M and C (dense
+    rows of 256 images x 500 crops x 21,841 classes would be 11 GB).
+    """
+    m = store.spec.crops_per_image
+    indices = sample_indices(store, min(sample_images, max(1, SAMPLE_CROPS // m)))
     if indices.size == 0:
         return {"images_sampled": 0}
     batch = store.read_images(indices)
-    dense = store.decode_labels(batch.labels)
-    top1 = dense.argmax(axis=-1)
+    rows = indices.size * m
+    flat = {name: values.reshape(rows, *values.shape[2:]) for name, values in batch.labels.items()}
+    targets = np.repeat(store.per_image("image_target")[indices].astype(np.int64), m)
+    top1_sum = entropy_sum = 0.0
+    agree = np.zeros(0, dtype=bool)
+    for start in range(0, rows, DECODED_ROWS):
+        dense = store.decode_labels({k: v[start : start + DECODED_ROWS] for k, v in flat.items()})
+        top1_sum += float(dense.max(axis=-1).sum(dtype=np.float64))
+        entropy_sum += float(entropy(dense).sum(dtype=np.float64))
+        part = targets[start : start + DECODED_ROWS]
+        labelled = part >= 0
+        agree = np.concatenate([agree, dense.argmax(axis=-1)[labelled] == part[labelled]])
     stats: dict[str, Any] = {
         "images_sampled": int(indices.size),
-        "mean_top1_probability": float(dense.max(axis=-1).mean()),
-        "mean_entropy_nats": float(entropy(dense).mean()),
+        "mean_top1_probability": top1_sum / rows,
+        "mean_entropy_nats": entropy_sum / rows,
         "stored_topk_mass": stored_mass(store, batch.labels),
     }
-    targets = store.per_image("image_target")[indices]
-    labelled = targets >= 0
-    if labelled.any():
-        agree = top1[labelled] == targets[labelled][:, None]
+    if agree.size:
         stats["top1_agrees_with_target"] = float(agree.mean())
     return stats
 
@@ -111,11 +126,19 @@ def directory_bytes(location: str) -> int | None:
         return None
     if os.path.isfile(location):
         return os.path.getsize(location)
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _, files in os.walk(location)
-        for name in files
-    )
+    return folder_bytes(location)
+
+
+def folder_bytes(folder: str) -> int:
+    """The sizes of the files under ``folder`` (links not followed), one ``scandir`` each."""
+    total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                total += folder_bytes(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
