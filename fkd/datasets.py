@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.exceptions import UserInputError
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "DatasetError",
@@ -65,7 +67,7 @@ MARKER = "dataset.json"
 MAX_IDX_BYTES = 1 << 30  # Fashion-MNIST's largest file is 47 MB uncompressed
 
 
-class DatasetError(ValueError):
+class DatasetError(UserInputError):
     """A dataset that cannot be found, read or written; the message says what to do."""
 
 

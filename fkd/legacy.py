@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from fkd.exceptions import UserInputError
 from fkd.storage_formats import (
     STATUS_OK,
     BlockData,
@@ -41,7 +42,7 @@ from fkd.storage_formats.zarr_store import is_url
 LEGACY_SUFFIX = ".tar"
 
 
-class LegacyFormatError(ValueError):
+class LegacyFormatError(UserInputError):
     """A legacy FKD file that is malformed, truncated or carries anything but arrays."""
 
 
