@@ -56,6 +56,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fkd import crops as crop_ops
+from fkd.exceptions import UserInputError
 from fkd.images import (
     JPEG_MAGIC,
     SIMPLEJPEG,
@@ -73,7 +74,7 @@ SHOWN = 3  # offenders named in a refusal
 CROP_BACKENDS = ("resized_crop", "roi_align")
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(UserInputError):
     """The label store cannot be used with these images or settings; the message says why."""
 
 
@@ -406,8 +407,9 @@ def match_manifest(
             raise StoreMismatchError(
                 f"{store.location} does not match the images in {root}: {len(changed)} of its "
                 f"{len(stored)} images changed size since it was made, e.g. {shown}; pass the "
-                "folder the store was made from, or check_sizes=False for a resized copy of "
-                "the same images (boxes replay as fractions of each image)"
+                "folder the store was made from, or for a resized copy of the same images "
+                "`fkd train --no-check-sizes` (check_sizes=False): boxes replay as fractions "
+                "of each image"
             )
     return list(stored.paths)
 
@@ -422,7 +424,8 @@ def usable_images(store: LabelStore, skip_failed: bool) -> NDArray[np.int64]:
         shown = ", ".join(f"{paths[i]!r} ({reasons.get(int(i), '?')})" for i in failed[:SHOWN])
         raise StoreMismatchError(
             f"{store.location} records {failed.size} image(s) that failed to decode when it "
-            f"was made, e.g. {shown}; pass skip_failed=True to train without them"
+            f"was made, e.g. {shown}; train without them with `fkd train --skip-failed` "
+            "(skip_failed=True)"
         )
     usable = np.flatnonzero(status != STATUS_FAILED).astype(np.int64)
     if usable.size == 0:
