@@ -200,7 +200,10 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise OptionError("--device", f"{name!r}: use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GenerateError(f"--device {name}: CUDA is not available here; use --device cpu")
     return device

@@ -421,6 +421,28 @@ def test_topk_above_the_teachers_classes_is_a_usage_error_naming_topk(
     assert not out.exists()
 
 
+def test_values_only_the_run_can_check_are_usage_errors_too(
+    teacher_path: Path, images: Path, tmp_path: Path
+) -> None:
+    from store_factory import make_spec
+
+    from fkd.storage_formats import CodecSpec
+
+    out = tmp_path / "labels.zarr"
+    generate = ("generate", images, "--out", out, "--teacher", f"{TEACHER_MODULE}:make")
+    for command in (generate, ("train", images, "--model", "cnn_4_8_16")):
+        result = fkd(*command, "--device", "banana")
+        usage_error(result, "--device", "'banana': use auto, cpu, cuda or cuda:N")
+    full = tmp_path / "full.zarr"
+    write_store(full, make_spec(codec=CodecSpec("full", 50, k=50, value_dtype="float16")))
+    recode = ("convert", "--to", "store", full, "--out", out, "--label-type")
+    usage_error(
+        fkd(*recode, "marginal_smoothing", "--topk", "60"),
+        "k must be an integer in [1, num_classes=50], got 60",
+    )
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- classes
 
 
