@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fkd.exceptions import UserInputError
+
 __all__ = [
     "CHECKPOINT_FILE",
     "CHECKPOINT_FORMAT",
@@ -61,7 +63,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 _REQUIRED = {"model": Mapping, "arch": str, "num_classes": int}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserInputError):
     """A checkpoint that cannot be used as asked: missing, unreadable, another arch."""
 
 

@@ -56,6 +56,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fkd import crops as crop_ops
+from fkd.exceptions import UserInputError
 from fkd.images import (
     JPEG_MAGIC,
     SIMPLEJPEG,
@@ -76,7 +77,7 @@ READ_PER_IMAGE = ("image_status", "image_height", "image_width")
 CROP_BACKENDS = ("resized_crop", "roi_align")
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(UserInputError):
     """The label store cannot be used with these images or settings; the message says why."""
 
 
@@ -429,8 +430,9 @@ def match_manifest(
             raise StoreMismatchError(
                 f"{store.location} does not match the images in {root}: {len(changed)} of its "
                 f"{len(stored)} images changed size since it was made, e.g. {shown}; pass the "
-                "folder the store was made from, or check_sizes=False for a resized copy of "
-                "the same images (boxes replay as fractions of each image)"
+                "folder the store was made from, or for a resized copy of the same images "
+                "`fkd train --no-check-sizes` (check_sizes=False): boxes replay as fractions "
+                "of each image"
             )
 
 
@@ -444,7 +446,8 @@ def usable_images(store: LabelStore, skip_failed: bool) -> NDArray[np.int64]:
         shown = ", ".join(f"{paths[i]!r} ({reasons.get(int(i), '?')})" for i in failed[:SHOWN])
         raise StoreMismatchError(
             f"{store.location} records {failed.size} image(s) that failed to decode when it "
-            f"was made, e.g. {shown}; pass skip_failed=True to train without them"
+            f"was made, e.g. {shown}; train without them with `fkd train --skip-failed` "
+            "(skip_failed=True)"
         )
     usable = np.flatnonzero(status != STATUS_FAILED).astype(np.int64)
     if usable.size == 0:

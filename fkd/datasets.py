@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.exceptions import UserInputError
 from fkd.worker_lifetime import die_with_parent
 
 __all__ = [
@@ -67,7 +68,7 @@ MARKER = "dataset.json"
 MAX_IDX_BYTES = 1 << 30  # Fashion-MNIST's largest file is 47 MB uncompressed
 
 
-class DatasetError(ValueError):
+class DatasetError(UserInputError):
     """A dataset that cannot be found, read or written; the message says what to do."""
 
 

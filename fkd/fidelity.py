@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from fkd import crops as crop_ops
+from fkd.exceptions import UserInputError
 from fkd.images import ImageSource, decode_or_reason
 from fkd.storage_formats import STATUS_OK, LabelStore
 from fkd.teachers import LoadedTeacher
@@ -94,7 +95,7 @@ def check_fidelity(
         crops += len(boxes)
         used += 1
     if not used:
-        raise ValueError("--check-fidelity: no decodable image in the committed blocks")
+        raise UserInputError("--check-fidelity: no decodable image in the committed blocks")
     return FidelityReport(
         images=used,
         crops=crops,

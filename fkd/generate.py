@@ -14,6 +14,7 @@ resume point.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import fkd
 from fkd import crops as crop_ops
+from fkd.exceptions import FkdError, OptionError
 from fkd.fidelity import FidelityReport, check_fidelity
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
 from fkd.labels import encode_torch, to_numpy_fields
@@ -49,7 +51,8 @@ from fkd.storage_formats import (
     get_codec,
     sample_boxes,
 )
-from fkd.storage_formats.label_codecs import codec_spec
+from fkd.storage_formats.errors import WRITE_ERRNOS
+from fkd.storage_formats.label_codecs import codec_class, codec_spec
 from fkd.storage_formats.spec import diff_generation
 from fkd.storage_formats.zarr_store import is_url
 from fkd.teachers import LoadedTeacher, load_teachers
@@ -66,7 +69,7 @@ CPU_BATCH_SIZE = 4
 ACCELERATOR_BATCH_SIZE = 256
 
 
-class GenerateError(RuntimeError):
+class GenerateError(FkdError, RuntimeError):
     """A generation run cannot go on; the message says why and what to do."""
 
 
@@ -95,6 +98,7 @@ class GenerateConfig:
     device: str = "auto"
     shard: tuple[int, int] = (0, 1)
     overwrite: bool = False
+    redo_blocks: tuple[int, ...] = ()  # label exactly these blocks again, committed or not
     hash_files: bool = False
     max_failures: float = 0.01
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -197,7 +201,10 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise OptionError("--device", f"{name!r}: use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GenerateError(f"--device {name}: CUDA is not available here; use --device cpu")
     return device
@@ -218,6 +225,13 @@ def build_spec(
         input_size=config.input_size or teacher.info.input_size,
         interpolation=config.interpolation or DEFAULT_CROP_INTERPOLATION,
     )
+    classes = teacher.num_classes
+    if codec_class(config.label_type).k_for(config.topk, classes) > classes:
+        raise OptionError(
+            "--topk",
+            f"{config.topk} is more than the {classes} classes of teacher "
+            f"{teacher.info.spec!r}; give 1..{classes}",
+        )
     codec = codec_spec(
         config.label_type,
         teacher.num_classes,
@@ -313,8 +327,11 @@ def _create_atomically(
     staging = target.with_name(f".{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         LabelStore.create(staging, spec, source.manifest, overwrite=True)
-    except BaseException:  # disk full, interrupted: leave nothing half-made behind
+    except BaseException as exc:  # disk full, interrupted: leave nothing half-made behind
         shutil.rmtree(staging, ignore_errors=True)
+        refusal = _creation_refused(exc, target)
+        if refusal is not None:
+            raise refusal from exc
         raise
     try:
         if target.exists():
@@ -324,6 +341,25 @@ def _create_atomically(
         shutil.rmtree(staging, ignore_errors=True)
         return None  # another shard created it first: open theirs
     return LabelStore.open(target, mode="r+")
+
+
+def _creation_refused(exc: BaseException, target: Path) -> GenerateError | None:
+    """A one-line error naming ``--out``'s folder when the file system refused to create the
+    store there (read-only, no permission, full), rather than the staging folder it never saw."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if not isinstance(cause, OSError):
+        return None
+    if cause.errno in WRITE_ERRNOS:
+        what, fix = WRITE_ERRNOS[cause.errno]
+    elif cause.errno in (errno.EACCES, errno.EPERM):
+        what, fix = "permission denied", "make {store} writable"
+    else:
+        return None
+    folder = target.parent
+    return GenerateError(
+        f"--out {target}: cannot create the label store in {folder}: {what}; "
+        f"{fix.format(store=folder)}, or choose another --out"
+    )
 
 
 def _lookup(data: dict[str, Any], dotted: str) -> Any:
@@ -340,12 +376,40 @@ def shard_blocks(num_blocks: int, shard: tuple[int, int]) -> list[int]:
     return [b for b in range(num_blocks) if b % count == index]
 
 
-def blocks_for_shard(store: LabelStore, shard: tuple[int, int]) -> tuple[list[int], int]:
-    """(uncommitted blocks b with b mod n == i, number of committed ones skipped)."""
+def blocks_for_shard(
+    store: LabelStore, shard: tuple[int, int], redo: Sequence[int] = ()
+) -> tuple[list[int], int]:
+    """(blocks to label, number of committed ones skipped) of the shard (i, n).
+
+    The blocks to label are the uncommitted blocks b with b mod n == i, or, when
+    ``redo`` lists blocks, exactly those (committed or not).
+    """
     mine = shard_blocks(store.num_blocks, shard)
     committed = store.committed_mask(refresh=True)
+    if redo:
+        check_redo_blocks(redo, store.num_blocks, shard)
+        again = set(redo)
+        return sorted(again), sum(1 for b in mine if committed[b] and b not in again)
     todo = [b for b in mine if not committed[b]]
     return todo, len(mine) - len(todo)
+
+
+def check_redo_blocks(redo: Sequence[int], num_blocks: int, shard: tuple[int, int]) -> None:
+    """Refuse a ``--redo-blocks`` block that does not exist or is not in this shard."""
+    index, count = shard
+    for block in redo:
+        if not 0 <= block < num_blocks:
+            raise OptionError(
+                "--redo-blocks",
+                f"block {block} does not exist: the store has {num_blocks} blocks, "
+                f"0..{num_blocks - 1}",
+            )
+        if block % count != index:
+            raise OptionError(
+                "--redo-blocks",
+                f"block {block} is not in --shard {index}/{count} (its blocks b have "
+                f"b mod {count} == {index}); redo it with --shard {block % count}/{count}",
+            )
 
 
 # Decoding ahead of the teacher ------------------------------------------------
@@ -651,8 +715,9 @@ def prepare_run(config: GenerateConfig, device: torch.device) -> PreparedRun:
     teacher = load_teachers(config.teachers, config.weights, device)
     reference = open_reference(config, source)
     spec = build_spec(config, source, teacher, reference.spec.crops if reference else None)
+    check_redo_blocks(config.redo_blocks, spec.num_blocks, config.shard)  # before any write
     store = open_or_create_store(config.out, spec, source, config.overwrite)
-    todo, skipped = blocks_for_shard(store, config.shard)
+    todo, skipped = blocks_for_shard(store, config.shard, config.redo_blocks)
     return PreparedRun(source, teacher, reference, store, tuple(todo), skipped)
 
 

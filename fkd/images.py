@@ -64,6 +64,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fkd.exceptions import UserInputError
 from fkd.storage_formats.manifest import NO_TARGET, Manifest, check_relative_path
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -90,7 +91,7 @@ HASH_CHUNK_BYTES = 1 << 20
 INT32_MAX = 2**31 - 1
 
 
-class ImageSourceError(ValueError):
+class ImageSourceError(UserInputError):
     """DATA is not a usable image folder or file list; the message says why and the fix."""
 
 

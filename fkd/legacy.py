@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from fkd.exceptions import UserInputError
 from fkd.images import ImageSource, image_folder_root, scan_source
 from fkd.storage_formats import (
     STATUS_OK,
@@ -54,7 +55,7 @@ FKD_SPLIT = "train"
 """The folder FKD's ``train_FKD.py`` reads (``DATA/train``), first in its label paths."""
 
 
-class LegacyFormatError(ValueError):
+class LegacyFormatError(UserInputError):
     """A legacy FKD file that is malformed, truncated or carries anything but arrays."""
 
 

@@ -70,6 +70,7 @@ from fkd.checkpoints import (
     set_rng_state,
     unwrap_model,
 )
+from fkd.exceptions import UserInputError
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
 from fkd.losses import LossConfig, retemper, with_hard_labels
 from fkd.mixing import MixConfig, MixParams, apply_mix, mix_images, mix_targets, sample_mix
@@ -102,7 +103,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 LOSS_NAMES = ("soft_ce", "kl", "dist")
 
 
-class TrainError(ValueError):
+class TrainError(UserInputError):
     """A training setup the user has to fix; the message says why and how."""
 
 
@@ -204,8 +205,13 @@ class TrainConfig:
             f"{len(self.online_teacher_weights)} online-teacher weights for "
             f"{len(self.online_teacher)} online teachers; give one per teacher",
         )
-        self.loss_config(1.0)  # validates alpha, label smoothing, temperature, DIST options
-        self.mix_config()
+        try:  # the loss and mixing configs validate their own options
+            self.loss_config(1.0)
+            self.mix_config()
+        except TrainError:
+            raise
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
 
     @property
     def soft_labels(self) -> bool:
@@ -495,6 +501,12 @@ class TrainData:
         """The class of every training image (-1: none)."""
         return np.asarray(self.dataset.targets)
 
+    @property
+    def output_names(self) -> tuple[str, ...] | None:
+        """The name of every output class (for the checkpoint), when all are known."""
+        names = self.class_names
+        return tuple(names) if names is not None and len(names) == self.num_classes else None
+
 
 def _class_info(config: TrainConfig) -> tuple[ImageSource, tuple[str, ...] | None]:
     source = scan_source(config.data)
@@ -502,9 +514,20 @@ def _class_info(config: TrainConfig) -> tuple[ImageSource, tuple[str, ...] | Non
 
 
 def load_data(
-    config: TrainConfig, input_size: int, dist_info: Distributed, teacher_classes: int | None
+    config: TrainConfig,
+    input_size: int,
+    dist_info: Distributed,
+    teacher_classes: int | None,
+    teacher_names: Sequence[str] | None = None,
+    targets_used: bool = True,
 ) -> TrainData:
-    """The training loader: the store's crops and labels, or on-the-fly crops of the folder."""
+    """The training loader: the store's crops and labels, or on-the-fly crops of the folder.
+
+    With a teacher (the store's, or ``teacher_classes`` / ``teacher_names`` of an online
+    one) the student's outputs are the teacher's classes: when ``targets_used`` (hard
+    labels or evaluation), each class folder is matched to one of them by name or
+    ImageNet wnid, and a folder that names none of them is refused before training.
+    """
     from fkd.data import CropScheduleSampler, collate_crops, make_loader
 
     world = dist_info.world_size
@@ -533,13 +556,20 @@ def load_data(
         )
         codec = dataset.codec
         num_classes = teacher_classes or codec.num_classes
+        names = teacher_names if config.online_teacher else dataset.spec.teacher.class_names
+        where = f"the store's teacher {dataset.spec.teacher.spec!r}"
+        if config.online_teacher:
+            where = f"the online teacher {'+'.join(config.online_teacher)!r}"
+        output_names = _match_teacher_classes(
+            dataset, config, class_names, names, where, targets_used
+        )
         return TrainData(
             loader,
             dataset,
             sampler,
             len(dataset),
             num_classes,
-            class_names or dataset.spec.teacher.class_names,
+            output_names,
             codec,
             codec.temperature,
         )
@@ -562,6 +592,11 @@ def load_data(
     num_classes = teacher_classes or int(targets.max()) + 1
     if class_names is not None and teacher_classes is None:
         num_classes = max(num_classes, len(class_names))
+    if teacher_classes is not None:
+        where = f"the online teacher {'+'.join(config.online_teacher)!r}"
+        class_names = _match_teacher_classes(
+            folder, config, class_names, teacher_names, where, targets_used
+        )
     sampler = CropScheduleSampler(folder, num_replicas=world, rank=dist_info.rank, seed=config.seed)
     extra: dict[str, Any] = {"persistent_workers": True} if config.workers > 0 else {}
     plain_loader: DataLoader[Any] = DataLoader(
@@ -577,6 +612,36 @@ def load_data(
     return TrainData(
         plain_loader, folder, sampler, len(folder), num_classes, class_names, None, 1.0
     )
+
+
+def _match_teacher_classes(
+    dataset: Any,
+    config: TrainConfig,
+    folder_names: Sequence[str] | None,
+    teacher_names: Sequence[str] | None,
+    teacher_what: str,
+    targets_used: bool,
+) -> tuple[str, ...] | None:
+    """Map ``dataset.targets`` onto the teacher's classes; the names of the student's outputs.
+
+    Unchanged when either side is unnamed or the folder's classes are the teacher's first
+    ones; otherwise (and only when targets are used) matched by name or wnid.
+    """
+    from fkd.classes import is_positional, match_classes, remap_targets
+    from fkd.models.imagenet_classes import imagenet_wnids_for
+
+    if teacher_names is None:
+        return None if folder_names is None else tuple(folder_names)
+    if folder_names is not None and targets_used and not is_positional(folder_names, teacher_names):
+        mapping = match_classes(
+            folder_names,
+            teacher_names,
+            imagenet_wnids_for(teacher_names),
+            folder_what=f"{config.data}: its classes",
+            model_what=teacher_what,
+        )
+        dataset.targets = remap_targets(dataset.targets, mapping)
+    return tuple(teacher_names)
 
 
 def default_val_folder(config: TrainConfig) -> Path | None:
@@ -599,26 +664,17 @@ def load_eval_data(
     dist_info: Distributed | None = None,
 ) -> DataLoader[Any]:
     """Resized, centre-cropped images of a labelled folder; this rank's share under DDP."""
-    from fkd.evaluate import EvalDataset
+    from fkd.evaluate import EvalDataset, model_targets
 
     source = scan_source(folder)
-    targets = source.manifest.targets
     _require(
-        bool((targets >= 0).all()),
+        bool((source.manifest.targets >= 0).all()),
         f"{folder}: some images have no class; evaluation needs an ImageFolder tree or a "
         "labelled file list",
     )
-    _require(
-        int(targets.max()) < num_classes,
-        f"{folder}: class index {int(targets.max())} but the model has {num_classes} classes",
-    )
-    if class_names is not None and source.class_names is not None:
-        _require(
-            tuple(source.class_names) == tuple(class_names),
-            f"{folder}: its class folders {list(source.class_names)[:5]}... differ from the "
-            f"training classes {list(class_names)[:5]}...; evaluate on the same classes",
-        )
-    dataset: Dataset[Any] = EvalDataset(source, input_size, crop_pct, interpolation)
+    # Each class folder is matched to the model's classes (by name or wnid) when known.
+    targets = model_targets(source, class_names, num_classes, f"{folder}", "the model")
+    dataset: Dataset[Any] = EvalDataset(source, input_size, crop_pct, interpolation, targets)
     if dist_info is not None and dist_info.enabled:
         dataset = Subset(dataset, range(dist_info.rank, len(source), dist_info.world_size))
     # Persistent workers: evaluated every epoch, so they are started once.
@@ -955,6 +1011,11 @@ def _seed_everything(seed: int, rank: int) -> None:
 def _prepare_out(config: TrainConfig, dist_info: Distributed) -> tuple[Path | None, Path | None]:
     """(out dir, checkpoint to resume from) after checking they make sense."""
     out = Path(config.out) if config.out is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise TrainError(
+            f"--out {out} is a file, not a folder; give a folder for checkpoint.pt and "
+            f"{METRICS_FILE} (it is created if missing)"
+        )
     resume: Path | None = None
     if config.resume is not None:
         resume = Path(config.resume)
@@ -968,7 +1029,12 @@ def _prepare_out(config: TrainConfig, dist_info: Distributed) -> tuple[Path | No
             "or --overwrite to start again"
         )
     if out is not None and dist_info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainError(
+                f"--out {out}: cannot create the folder ({exc.strerror}); choose another --out"
+            ) from exc
         if resume is None and (out / METRICS_FILE).exists():
             (out / METRICS_FILE).unlink()
     return out, resume
@@ -1072,10 +1138,18 @@ def _train(
     input_size = config.input_size or defaults.input_size
     mean, std = tuple(defaults.mean), tuple(defaults.std)
     teacher = _load_online_teacher(config, device)
-    data = load_data(config, input_size, dist_info, teacher.num_classes if teacher else None)
+    needs_hard = not config.soft_labels or config.alpha > 0 or config.kd_stop_epoch is not None
+    val_folder = default_val_folder(config)
+    data = load_data(
+        config,
+        input_size,
+        dist_info,
+        teacher.num_classes if teacher else None,
+        teacher.info.class_names if teacher else None,
+        targets_used=needs_hard or val_folder is not None,
+    )
     if checkpoint is not None:
         check_arch(checkpoint, config.model, data.num_classes)
-    needs_hard = not config.soft_labels or config.alpha > 0 or config.kd_stop_epoch is not None
     if needs_hard:
         _require(
             bool((data.targets >= 0).all()) and int(data.targets.max()) < data.num_classes,
@@ -1084,7 +1158,6 @@ def _train(
         )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    val_folder = default_val_folder(config)
     val_loader = (
         load_eval_data(
             val_folder,
@@ -1232,7 +1305,7 @@ def _train(
                     mean=mean,
                     std=std,
                     interpolation=defaults.interpolation,
-                    class_names=data.class_names,
+                    class_names=data.output_names,
                     optimizer=optimizer,
                     scheduler=scheduler,
                     scaler=scaler,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.exceptions import UserInputError
 from fkd.images import ImageDecodeError, decode_image, source_root
 from fkd.storage_formats import LabelStore
 from fkd.storage_formats.label_codecs import top_k
@@ -17,14 +18,14 @@ def resolve_image(store: LabelStore, image: str) -> int:
     if image.isdigit():
         index = int(image)
         if index >= store.spec.num_images:
-            raise ValueError(
+            raise UserInputError(
                 f"image {index} is out of range: the store has {store.spec.num_images} images"
             )
         return index
     try:
         return store.manifest.paths.index(image)
     except ValueError:
-        raise ValueError(
+        raise UserInputError(
             f"{image!r} is not in the store's manifest (give an index or a "
             "relative path as listed by the store)"
         ) from None

@@ -157,3 +157,23 @@ def test_teacher_eval_of_efficientnet_lite0_on_real_photos(tmp_path: Path) -> No
     assert (whole["top1"], whole["top5"], whole["images"]) == (100.0, 100.0, 2)
     centre = accuracy(fkd(*args))
     assert (centre["top1"], centre["top5"], centre["images"]) == (50.0, 100.0, 2)
+
+
+@pytest.mark.slow
+def test_teacher_eval_of_efficientnet_lite0_on_a_subset_of_imagenet_classes(
+    tmp_path: Path,
+) -> None:
+    """Two class folders, one named by class name and one by wnid, map to the teacher's
+    classes 285 (Egyptian cat) and 967 (espresso): no 1000 sorted folders needed."""
+    for folder, name, photo in [
+        ("Egyptian_cat", "chelsea.jpg", data.chelsea()),
+        ("n07920052", "coffee.jpg", data.coffee()),
+    ]:
+        (tmp_path / "val" / folder).mkdir(parents=True)
+        Image.fromarray(photo).save(tmp_path / "val" / folder / name, quality=95)
+    args = ("teacher-eval", tmp_path / "val", "--workers", "0", "--device", "cpu")
+    whole = accuracy(fkd(*args, "--crop-pct", "1.0"))
+    assert (whole["top1"], whole["top5"], whole["images"]) == (100.0, 100.0, 2)
+    (tmp_path / "val" / "n99999999").mkdir()
+    Image.fromarray(data.coffee()).save(tmp_path / "val" / "n99999999" / "coffee.jpg")
+    one_line_error(fkd(*args), "'n99999999' name(s) none of the 1000 classes")

@@ -160,7 +160,10 @@ def _recode(
         )
         return
     full = handle.spec.codec
-    codec = codec_spec(label_type, full.num_classes, topk, full.temperature, value_dtype)
+    try:
+        codec = codec_spec(label_type, full.num_classes, topk, full.temperature, value_dtype)
+    except ValueError as exc:  # the codec's own checks (name, K <= C, value dtype): usage errors
+        raise click.UsageError(str(exc)) from None
     store = transcode_store(handle, out, codec, overwrite=overwrite)
     click.echo(
         f"{out}: {store.spec.num_images} images re-encoded as {codec.name} K={codec.k} "

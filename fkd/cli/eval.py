@@ -58,7 +58,8 @@ def eval_command(
     """Evaluate a trained student on DATA/val (or on DATA when it has no val folder).
 
     Preprocessing (input size, mean, std, interpolation) comes from the checkpoint;
-    class folders, in sorted order, must be the classes it was trained on.
+    class folders are matched to its classes by name (or ImageNet wnid), else taken
+    in sorted order.
     """
     from fkd.train import evaluate_checkpoint
 

@@ -9,11 +9,27 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from fkd.cli.options import device_options, library_errors, parse_pair, parse_shard, teacher_options
+from fkd.cli.options import (
+    RegistryChoice,
+    check_option,
+    device_options,
+    library_errors,
+    parse_pair,
+    parse_shard,
+    store_location,
+    teacher_options,
+)
 from fkd.cli.stopping import stops_cleanly
 
 if TYPE_CHECKING:
     from fkd.generate import GenerateConfig, GenerateSummary
+
+
+def _codec_names() -> tuple[str, ...]:
+    """The registered label codecs (imported when --label-type is used or its help shown)."""
+    from fkd.storage_formats.label_codecs import codec_names
+
+    return codec_names()
 
 
 @click.command("generate")
@@ -22,6 +38,7 @@ if TYPE_CHECKING:
     "--out",
     required=True,
     metavar="STORE",
+    callback=store_location,
     help="The label store to create or resume (a directory, e.g. labels.zarr).",
 )
 @teacher_options
@@ -61,9 +78,10 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--label-type",
+    type=RegistryChoice(_codec_names),
     default="marginal_smoothing",
     show_default=True,
-    help="Label codec: hard, smoothing, marginal_smoothing, marginal_renorm or full.",
+    help="Label codec: how each crop's teacher distribution is stored (docs/format.md).",
 )
 @click.option(
     "--topk",
@@ -127,6 +145,15 @@ if TYPE_CHECKING:
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming.")
 @click.option(
+    "--redo-blocks",
+    callback=lambda _ctx, _param, text: parse_blocks(text),
+    default=None,
+    metavar="B[,B-C...]",
+    help="Label exactly these blocks again, committed or not (e.g. 3,5 or 7-9), with the "
+    "same arguments as the run that made the store: the repair for blocks `fkd verify` "
+    "finds damaged. Other blocks are left as they are.",
+)
+@click.option(
     "--hash-files",
     is_flag=True,
     help="Record a sha256 of every image file in the manifest (slower scan).",
@@ -142,6 +169,7 @@ if TYPE_CHECKING:
     "--reference",
     default=None,
     metavar="STORE",
+    callback=store_location,
     help="Reuse the crop boxes and flips of an existing store (same images), so a "
     "second teacher labels the very same crops.",
 )
@@ -212,6 +240,7 @@ def generate_command(
     workers: int,
     shard: str,
     overwrite: bool,
+    redo_blocks: tuple[int, ...],
     hash_files: bool,
     max_failures: float,
     reference: str | None,
@@ -229,21 +258,36 @@ def generate_command(
     exists) or a text/CSV file listing relative paths with optional labels.
     Re-running the same command resumes: committed blocks are skipped.
     """
-    from fkd.generate import GenerateConfig, failure_message
-
     if weights and len(weights) != len(teachers):
         raise click.BadParameter(
             f"{len(weights)} --weights for {len(teachers)} --teacher; give one per teacher",
             param_hint="--weights",
         )
+    if plan_crops_per_s is not None and not plan:
+        raise click.BadParameter("only applies with --plan", param_hint="--plan-crops-per-s")
+    if scheduler is not None and cluster is not None:
+        raise click.BadParameter(
+            "give --scheduler (a running cluster) or --cluster (start one here), not both",
+            param_hint="--cluster",
+        )
+    if redo_blocks and overwrite:
+        raise click.BadParameter(
+            "--overwrite labels every block anew; give one of them", param_hint="--redo-blocks"
+        )
+    crop_range = parse_pair(scale, "--scale"), parse_pair(ratio, "--ratio")
+    check_options(
+        crops_per_image, crop_range, label_type, topk, temperature, value_dtype, input_size
+    )
+    from fkd.generate import GenerateConfig, failure_message  # imports torch: after the checks
+
     config = GenerateConfig(
         data=data,
         out=out,
         teachers=teachers,
         weights=tuple(weights),
         crops_per_image=crops_per_image,
-        scale=parse_pair(scale, "--scale"),
-        ratio=parse_pair(ratio, "--ratio"),
+        scale=crop_range[0],
+        ratio=crop_range[1],
         flip_prob=flip_prob,
         seed=seed,
         label_type=label_type,
@@ -258,13 +302,12 @@ def generate_command(
         device=device,
         shard=parse_shard(shard),
         overwrite=overwrite,
+        redo_blocks=redo_blocks,
         hash_files=hash_files,
         max_failures=max_failures,
         reference=reference,
         check_fidelity=check_fidelity,
     )
-    if plan_crops_per_s is not None and not plan:
-        raise click.BadParameter("only applies with --plan", param_hint="--plan-crops-per-s")
     if plan:
         from fkd.plan import plan_generation
 
@@ -291,11 +334,6 @@ def run_generate(
         return generate(config, progress=progress)
     from fkd.distributed import ClusterOptions, generate_distributed, parse_cluster
 
-    if scheduler is not None and cluster is not None:
-        raise click.BadParameter(
-            "give --scheduler (a running cluster) or --cluster (start one here), not both",
-            param_hint="--cluster",
-        )
     try:
         local = parse_cluster(cluster) if cluster is not None else None
     except ValueError as exc:
@@ -304,3 +342,63 @@ def run_generate(
     decode_workers = config.workers if source == ParameterSource.COMMANDLINE else 0
     options = ClusterOptions(scheduler, local, decode_workers)
     return generate_distributed(config, options, progress=progress)
+
+
+def check_options(
+    crops_per_image: int,
+    crop_range: tuple[tuple[float, float], tuple[float, float]],
+    label_type: str,
+    topk: int,
+    temperature: float,
+    value_dtype: str,
+    input_size: int | None,
+) -> None:
+    """The store spec's own checks of each option, before torch loads (usage errors, exit 2).
+
+    Only ``--topk`` against the teacher's class count waits for the teacher.
+    """
+    from fkd.storage_formats import CodecSpec, CropSpec, TeacherInfo
+    from fkd.storage_formats.label_codecs import codec_spec
+    from fkd.storage_formats.spec import MAX_CLASSES
+
+    scale, ratio = crop_range
+    check_option("--scale", lambda: CropSpec(crops_per_image, scale=scale))
+    check_option("--ratio", lambda: CropSpec(crops_per_image, ratio=ratio))
+    check_option("--temperature", lambda: CodecSpec("hard", 2, temperature=temperature))
+    check_option(
+        "--value-dtype",
+        lambda: codec_spec(label_type, MAX_CLASSES, min(topk, MAX_CLASSES), 1.0, value_dtype),
+    )
+    if input_size is not None:
+        check_option("--input-size", lambda: TeacherInfo("-", input_size))
+
+
+MAX_REDO_BLOCKS = 1_000_000
+
+
+def parse_blocks(text: str | None) -> tuple[int, ...]:
+    """``3,5,7-9`` -> (3, 5, 7, 8, 9): sorted, without repeats; ``None`` -> ()."""
+    if text is None:
+        return ()
+    blocks: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise click.BadParameter(
+                f"expected block numbers like 3,5 or 7-9, got {text!r}", param_hint="--redo-blocks"
+            ) from None
+        if low < 0 or high < low:
+            raise click.BadParameter(
+                f"{part.strip()!r}: block numbers are >= 0 and ranges run low-high",
+                param_hint="--redo-blocks",
+            )
+        if high - low + 1 + len(blocks) > MAX_REDO_BLOCKS:
+            raise click.BadParameter(
+                f"more than {MAX_REDO_BLOCKS} blocks; to label every block anew use --overwrite",
+                param_hint="--redo-blocks",
+            )
+        blocks.update(range(low, high + 1))
+    return tuple(sorted(blocks))

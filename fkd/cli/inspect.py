@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors
+from fkd.cli.options import library_errors, store_location
 
 
 @click.command("inspect")
-@click.argument("store")
+@click.argument("store", callback=store_location)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--sample-images",

@@ -9,7 +9,14 @@ from fkd import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fkd")
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="FKD_DEBUG",
+    help="Show the full traceback of errors fkd answers in one line (a bad option, a "
+    "missing file...); errors it does not expect always show theirs.",
+)
+def cli(debug: bool) -> None:
     """Offline knowledge distillation: generate teacher soft labels once, train students many times.
 
     A label store holds, for every training image, M random-resized crop boxes

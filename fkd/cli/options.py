@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEBUG_ENV = "FKD_DEBUG"
 
 
 def teacher_options(func: F) -> F:
@@ -74,23 +76,93 @@ def evaluation_options(batch_size: int) -> Callable[[F], F]:
 
 
 def library_errors(func: F) -> F:
-    """Turn library errors a user can cause into one-line click errors (exit status 1)."""
+    """Answer the errors a user can fix (``FkdError``) with one ``Error:`` line.
+
+    Exit status 1, or 2 (a usage error naming the flag) for an ``OptionError``.
+    Any other exception is a bug and keeps its traceback; ``fkd --debug`` keeps
+    the traceback of user errors too.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fkd.errors import user_message
-
         try:
             return func(*args, **kwargs)
         except click.ClickException:
             raise
         except Exception as exc:
-            message = user_message(exc)
-            if message is None:
+            from fkd.errors import OptionError, user_message
+
+            context = click.get_current_context(silent=True)
+            message = user_message(exc, context.info_name if context else None)
+            if message is None or debug_requested():
                 raise
+            if isinstance(exc, OptionError):
+                raise click.BadParameter(message, param_hint=exc.option) from exc
             raise click.ClickException(message) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def debug_requested() -> bool:
+    """Whether ``fkd --debug`` (or FKD_DEBUG=1) asked for tracebacks of user errors too."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.find_root().params.get("debug"):
+        return True
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def check_option(option: str, check: Callable[[], object]) -> None:
+    """Run the library's own validator of one option's value, before torch is imported.
+
+    Its ``ValueError`` becomes a usage error naming ``option`` (exit status 2), so a
+    bad value is refused in a fraction of a second, in the library's words.
+    """
+    try:
+        check()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+class RegistryChoice(click.Choice):
+    """A ``click.Choice`` over a library registry's names, read when first needed.
+
+    The registry is imported only when the option is used or its help shown, so
+    ``fkd --help`` stays fast and the names are never restated here.
+    """
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self._names = names
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = tuple(self._names())
+        return self._choices
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        self._choices = tuple(value)
+
+
+def store_location(context: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for a store argument: a URL's file system must be installed.
+
+    ``s3://...`` without s3fs is refused here, naming the package (exit status 1),
+    instead of an ``ImportError`` from deep inside fsspec.
+    """
+    if value is None:
+        return value
+    from fkd.errors import MissingPackageError, UserInputError, require_url_support
+
+    try:
+        require_url_support(value)
+    except MissingPackageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except UserInputError as exc:
+        raise click.BadParameter(str(exc), context, param) from exc
+    return value
 
 
 def parse_pair(text: str, name: str) -> tuple[float, float]:

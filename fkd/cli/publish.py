@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors
+from fkd.cli.options import library_errors, store_location
 
 
 @click.command("publish")
-@click.argument("store")
+@click.argument("store", callback=store_location)
 @click.option(
     "--out",
     required=True,

@@ -34,8 +34,9 @@ def teacher_eval_command(
 
     DATA is an ImageFolder tree or a labelled file list, read as fkd generate
     reads it (DATA/train is used when it exists, so point at DATA/val for
-    held-out images). Class folders, in sorted order, must be the teacher's
-    classes.
+    held-out images). When the teacher names its classes, each class folder is
+    matched to one of them by name or ImageNet wnid (n01440764), so a subset of
+    them can be evaluated; otherwise the sorted folders are its classes 0, 1, ...
     """
     from fkd.evaluate import load_and_evaluate
 

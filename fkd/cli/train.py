@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fkd.cli.options import library_errors, parse_pair
+from fkd.cli.options import check_option, library_errors, parse_pair, store_location
 from fkd.cli.stopping import stops_cleanly
 
 
@@ -18,6 +18,7 @@ def _training_options(func: Any) -> Any:
             "labels",
             default=None,
             metavar="STORE",
+            callback=store_location,
             help="Label store made by fkd generate from DATA: train on its crops and "
             "soft labels. Without it (and without --online-teacher): hard labels.",
         ),
@@ -361,8 +362,6 @@ def train_command(data: Path, quiet: bool, scale: str, ratio: str, **options: An
     it exists; DATA/val, when it exists, is evaluated every epoch). Run under
     `torchrun --nproc-per-node K -m fkd train ...` for data-parallel training.
     """
-    from fkd.train import train
-
     resume = options.pop("resume")
     if resume == "":
         if options["out"] is None:
@@ -376,15 +375,30 @@ def train_command(data: Path, quiet: bool, scale: str, ratio: str, **options: An
             f"{len(options['online_teacher'])} --online-teacher; give one per teacher",
             param_hint="--online-teacher-weights",
         )
-    config = _make_config(data, resume, scale, ratio, options)
+    crop_range = parse_pair(scale, "--scale"), parse_pair(ratio, "--ratio")
+    _check_crop_range(*crop_range)
+    from fkd.train import train  # imports torch: after the checks above
+
+    config = _make_config(data, resume, crop_range, options)
     result = train(config, log=click.echo, progress=False if quiet else None)
     if result.rank == 0:  # under torchrun, one summary
         for line in result.lines():
             click.echo(line)
 
 
+def _check_crop_range(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+    """The crop sampler's own checks of --scale and --ratio, before torch loads (exit 2)."""
+    from fkd.storage_formats import CropSpec
+
+    check_option("--scale", lambda: CropSpec(1, scale=scale))
+    check_option("--ratio", lambda: CropSpec(1, ratio=ratio))
+
+
 def _make_config(
-    data: Path, resume: str | None, scale: str, ratio: str, options: dict[str, Any]
+    data: Path,
+    resume: str | None,
+    crop_range: tuple[tuple[float, float], tuple[float, float]],
+    options: dict[str, Any],
 ) -> Any:
     from fkd.train import TrainConfig
 
@@ -394,8 +408,8 @@ def _make_config(
         data=str(data),
         resume=resume,
         val=None if val is None else str(val),
-        scale=parse_pair(scale, "--scale"),
-        ratio=parse_pair(ratio, "--ratio"),
+        scale=crop_range[0],
+        ratio=crop_range[1],
         **values,
     )
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from fkd.cli.options import library_errors
+from fkd.cli.options import library_errors, store_location
+
+if TYPE_CHECKING:
+    from fkd.storage_formats.verify import Problem
+
+BLOCK_PROBLEM = re.compile(r"^block (\d+) \(")  # Problem.where of a block's problem
+ARRAY_NAMED = re.compile(r"array '([^']+)'")  # the array a Problem.what names, if any
 
 
 @click.command("verify")
-@click.argument("store")
+@click.argument("store", callback=store_location)
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -38,5 +46,45 @@ def verify_command(store: str, data: Path | None) -> None:
     if problems:
         for problem in problems:
             click.echo(problem.line(), err=True)
-        raise click.ClickException(f"{store}: {len(problems)} problem(s) found")
+        raise click.ClickException(
+            f"{store}: {len(problems)} problem(s) found{repair_hint(store, problems)}"
+        )
     click.echo(f"{store}: OK (every chunk read and checked)")
+
+
+def repair_hint(store: str, problems: list[Problem]) -> str:
+    """How to repair what ``problems`` found, when fkd can: empty otherwise.
+
+    A committed block whose own arrays are damaged is re-labelled with
+    ``--redo-blocks``; the image list (written once, when the store was made) is not
+    part of any block, so damage there means making the store again.
+    """
+    from fkd.storage_formats import LabelStore, StoreError
+
+    try:
+        handle = LabelStore.open(store)
+        committed = handle.committed_mask(refresh=True)
+    except StoreError:
+        return ""
+    blocks: set[int] = set()
+    manifest = False
+    for problem in problems:
+        block = BLOCK_PROBLEM.match(problem.where)
+        array = ARRAY_NAMED.search(problem.what)
+        layout = handle.layout.get(array.group(1)) if array else None
+        if problem.where == "manifest" or (layout is not None and layout.writer == "create"):
+            manifest = True
+        elif block is not None and int(block.group(1)) < len(committed):
+            blocks.update([int(block.group(1))] if committed[int(block.group(1))] else [])
+    hints = []
+    if blocks:
+        hints.append(
+            "re-label the damaged committed block(s) with the `fkd generate` command that "
+            f"made the store plus --redo-blocks {','.join(map(str, sorted(blocks)))}"
+        )
+    if manifest:
+        hints.append(
+            "its image list is damaged (written once, with the store): make the store again "
+            "with the `fkd generate` command that made it plus --overwrite"
+        )
+    return "".join(f"; {hint}" for hint in hints)

@@ -10,7 +10,11 @@ from fkd.models.efficientnet_lite import (
     efficientnet_lite0_weights_path,
     load_efficientnet_lite0_state_dict,
 )
-from fkd.models.imagenet_classes import NUM_IMAGENET_CLASSES, imagenet_class_names
+from fkd.models.imagenet_classes import (
+    NUM_IMAGENET_CLASSES,
+    imagenet_class_names,
+    imagenet_wnids_for,
+)
 from fkd.models.registry import (
     ModelDefaults,
     ModelError,
@@ -33,6 +37,7 @@ __all__ = [
     "efficientnet_lite0",
     "efficientnet_lite0_weights_path",
     "imagenet_class_names",
+    "imagenet_wnids_for",
     "load_efficientnet_lite0_state_dict",
     "model_defaults",
     "model_names",

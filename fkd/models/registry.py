@@ -23,6 +23,8 @@ from typing import Any
 
 from torch import nn
 
+from fkd.exceptions import UserInputError
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -41,7 +43,7 @@ ModelFactory = Callable[[int, int], nn.Module]
 """``factory(num_classes, in_channels)`` returns a freshly initialised module."""
 
 
-class ModelError(ValueError):
+class ModelError(UserInputError):
     """An architecture name or option the user has to fix."""
 
 

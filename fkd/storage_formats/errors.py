@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import errno
 
+from fkd.exceptions import FkdError
 
-class StoreError(Exception):
+
+class StoreError(FkdError):
     """Base class for every problem with a label store."""
 
 
