@@ -185,7 +185,6 @@ def test_a_bug_keeps_its_traceback_and_debug_shows_user_errors_in_full(
 # --------------------------------------------------------------------------- tracebacks before
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by the store change")
 def test_inspect_reads_a_published_zip_and_counts_its_bytes(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "published"
     succeeded(fkd("publish", store, "--out", out, "--zip"))
@@ -279,7 +278,6 @@ def test_the_resume_hint_of_a_refused_write_is_for_generate_only() -> None:
     assert "`fkd generate` resumes" in str(user_message(refused, "generate"))
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by the store change")
 def test_overwrite_is_suggested_only_where_it_is_accepted(tmp_path: Path) -> None:
     from store_factory import make_spec
 
@@ -358,11 +356,10 @@ def test_redo_blocks_are_checked_before_anything_is_written(
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by the store change")
 def test_verify_never_tells_to_run_verify(store: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "labels.zarr"
     shutil.copytree(store, damaged)
-    corrupt(damaged / "image_path" / "c" / "3" / "0")
+    corrupt(damaged / "image_path_data" / "c" / "0")
     result = fkd("verify", damaged)
     assert result.exit_code == 1 and "its image list is damaged" in result.stderr
     assert "run `fkd verify`" not in result.output

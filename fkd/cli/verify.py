@@ -13,7 +13,6 @@ from fkd.cli.options import library_errors, store_location
 if TYPE_CHECKING:
     from fkd.storage_formats.verify import Problem
 
-BLOCK_PROBLEM = re.compile(r"^block (\d+) \(")  # Problem.where of a block's problem
 ARRAY_NAMED = re.compile(r"array '([^']+)'")  # the array a Problem.what names, if any
 
 
@@ -69,13 +68,12 @@ def repair_hint(store: str, problems: list[Problem]) -> str:
     blocks: set[int] = set()
     manifest = False
     for problem in problems:
-        block = BLOCK_PROBLEM.match(problem.where)
         array = ARRAY_NAMED.search(problem.what)
         layout = handle.layout.get(array.group(1)) if array else None
         if problem.where == "manifest" or (layout is not None and layout.writer == "create"):
             manifest = True
-        elif block is not None and int(block.group(1)) < len(committed):
-            blocks.update([int(block.group(1))] if committed[int(block.group(1))] else [])
+        elif problem.block is not None and committed[problem.block]:
+            blocks.add(problem.block)
     hints = []
     if blocks:
         hints.append(

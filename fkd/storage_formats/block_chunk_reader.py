@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fkd.storage_formats.bounded_codecs import zstd_declared_size
-from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError
+from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError, repair_advice
 from fkd.storage_formats.layout import ArrayLayout
 
 FKD_CHAIN = ["bytes", "zstd", "crc32c"]
@@ -187,6 +187,6 @@ class BlockChunkReader:
 
     def corrupt(self, block: int, why: str) -> CorruptChunkError:
         return CorruptChunkError(
-            f"{self.root}: array {self.layout.name!r}, block {block}: unreadable chunk "
-            f"({why}); run `fkd verify`"
+            f"{self.root}: array {self.layout.name!r}, block {block}: unreadable chunk ({why})",
+            repair_advice(self.layout.writer, [block]),
         )

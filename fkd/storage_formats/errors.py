@@ -24,7 +24,29 @@ class UncommittedBlockError(StoreError):
 
 
 class CorruptChunkError(StoreError):
-    """A chunk failed its checksum or could not be decoded."""
+    """A chunk failed its checksum or could not be decoded.
+
+    ``what`` says what is wrong; the message adds how to repair it (``repair_advice``),
+    which ``fkd verify`` leaves out of its own list of problems.
+    """
+
+    def __init__(self, what: str, advice: str = "") -> None:
+        self.what = what
+        super().__init__(f"{what}; {advice}" if advice else what)
+
+
+def repair_advice(writer: str, blocks: list[int]) -> str:
+    """How to repair damage to an array written by ``writer`` in ``blocks``."""
+    if writer == "create":
+        return (
+            "the image list is written once, with the store: make the store again with "
+            "the `fkd generate` command that made it plus --overwrite"
+        )
+    shown = ",".join(str(b) for b in blocks[:10])
+    return (
+        "run `fkd verify` to list every damaged block, then re-label them with the "
+        f"`fkd generate` command that made the store plus --redo-blocks {shown}"
+    )
 
 
 class StoreExistsError(StoreError):

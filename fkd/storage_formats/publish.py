@@ -45,7 +45,16 @@ def publish_store(source: str, out: Path, make_zip: bool = False) -> list[Path]:
         )
     staging = out.with_name(f".{out.name}.publishing")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging)
+    try:
+        shutil.copytree(source, staging)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        why = (exc.strerror or str(exc)).lower()
+        raise StoreError(
+            f"cannot write into {out.parent.resolve()}: {why}; nothing "
+            "published: choose an --out in a folder you can write to (and with room for "
+            f"a copy of {source})"
+        ) from exc
     with warnings.catch_warnings():  # zarr notes consolidated metadata is a v3 extension
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(staging))

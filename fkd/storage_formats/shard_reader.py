@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fkd.storage_formats.bounded_codecs import zstd_declared_size
-from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError
+from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError, repair_advice
 from fkd.storage_formats.layout import ArrayLayout
 
 MISSING = 2**64 - 1
@@ -159,6 +159,6 @@ class ShardRowReader:
 
     def corrupt(self, image: int, why: str) -> CorruptChunkError:
         return CorruptChunkError(
-            f"{self.root}: array {self.layout.name!r}, image {image}: unreadable chunk "
-            f"({why}); run `fkd verify` and regenerate the block"
+            f"{self.root}: array {self.layout.name!r}, image {image}: unreadable chunk ({why})",
+            repair_advice(self.layout.writer, [image // self.block]),
         )

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fkd.exceptions import UserInputError
+
 # v2 keeps the manifest's paths as one byte array plus offsets, in a few large chunks
 # (v1: one NUL-padded row per image, chunked per block).  fkd reads both and writes v2.
 FORMAT_VERSION = 2
@@ -39,7 +41,7 @@ DEFAULT_IMAGES_PER_CHUNK = 16
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise UserInputError(message)
 
 
 def _check_unknown_keys(cls: type, data: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ manifest scanned from the image folder matches the store's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from numpy.typing import NDArray
 
 from fkd.storage_formats.block_chunk_reader import decode_block, is_fkd_block_chain
 from fkd.storage_formats.crop_sampler import grid_to_fractions
-from fkd.storage_formats.errors import StoreError
+from fkd.storage_formats.errors import CorruptChunkError, StoreError
 from fkd.storage_formats.label_codecs import dequantize_values
 from fkd.storage_formats.layout import (
     COMMIT_ARRAY,
@@ -47,6 +48,7 @@ class Problem:
 
     where: str
     what: str
+    block: int | None = None  # the block at fault, when one is
 
     def line(self) -> str:
         return f"{self.where}: {self.what}"
@@ -71,7 +73,10 @@ def verify_store(
     problems += check_commit_markers(store)
     manifest_problems = check_manifest(store)
     names = ImageNames(store if not manifest_problems else None)
-    committed = store.committed_mask(refresh=True)
+    try:
+        committed = store.committed_mask(refresh=True)
+    except CorruptChunkError as exc:
+        return [*problems, Problem(f"array {COMMIT_ARRAY!r}", exc.what), *manifest_problems]
     checked = structured_arrays(store)
     for block in np.flatnonzero(committed):
         problems += check_block(store, int(block), names, checked)
@@ -128,6 +133,8 @@ def check_manifest(store: LabelStore) -> list[Problem]:
     """The manifest, read once: paths valid (relative, normalised, no '..') and unique."""
     try:
         duplicates = store.manifest.duplicate_paths()
+    except CorruptChunkError as exc:
+        return [Problem("manifest", exc.what)]
     except StoreError as exc:
         return [Problem("manifest", str(exc))]
     if duplicates:
@@ -194,14 +201,15 @@ def check_block(
             else:
                 arrays[layout.name] = np.asarray(store.array(layout.name)[start:stop])
         except StoreError as exc:
-            problems.append(Problem(where, f"array {layout.name!r}: {exc}"))
+            what = exc.what if isinstance(exc, CorruptChunkError) else str(exc)
+            problems.append(Problem(where, f"array {layout.name!r}: {what}"))
         except ValueError as exc:
             problems.append(Problem(where, f"array {layout.name!r}: chunk file {key} {exc}"))
         except Exception as exc:  # zarr's decode errors, for the other chains
             problems.append(Problem(where, f"array {layout.name!r}: unreadable chunk ({exc})"))
-    if problems:
-        return problems
-    return check_contents(store, block, arrays, names or ImageNames(None))
+    if not problems:
+        problems = check_contents(store, block, arrays, names or ImageNames(None))
+    return [dataclasses.replace(problem, block=block) for problem in problems]
 
 
 def check_contents(

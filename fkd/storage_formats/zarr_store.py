@@ -35,6 +35,7 @@ from fkd.storage_formats.errors import (
     StoreFormatError,
     UncommittedBlockError,
     UnsafePathError,
+    repair_advice,
     write_failure,
 )
 from fkd.storage_formats.label_codecs import LabelCodec, get_codec
@@ -505,7 +506,8 @@ class LabelStore:
             image = int(index[np.flatnonzero(status == STATUS_PENDING)[0]])
             raise CorruptChunkError(
                 f"{self.location}: image {image} has no status although its block "
-                f"{self.block_of(image)} is committed (a chunk is missing); run `fkd verify`"
+                f"{self.block_of(image)} is committed (a chunk is missing)",
+                repair_advice("block", [self.block_of(image)]),
             )
         names = [label_array_name(field.name) for field in self.codec.fields()]
         if self.spec.crops.boxes_stored:
@@ -564,8 +566,21 @@ class LabelStore:
             where = _describe_selection(selection)
             raise CorruptChunkError(
                 f"{self.location}: array {name!r}, {where}: unreadable chunk "
-                f"({type(exc).__name__}: {exc}); run `fkd verify` and regenerate the block"
+                f"({type(exc).__name__}: {exc})",
+                self._repair_advice(name, selection),
             ) from exc
+
+    def _repair_advice(self, name: str, selection: Any) -> str:
+        """``repair_advice`` for a failed read of ``selection`` (rows) of array ``name``."""
+        layout, size = self.layout[name], self.spec.block_size
+        if layout.writer != "block":
+            return repair_advice(layout.writer, [])
+        if isinstance(selection, slice):
+            start, stop, _ = selection.indices(self.spec.num_images)
+            blocks = list(range(start // size, (stop - 1) // size + 1)) if stop > start else []
+        else:
+            blocks = np.unique(np.asarray(selection, dtype=np.int64) // size).tolist()
+        return repair_advice(layout.writer, blocks)
 
     def _check_readable(self, index: NDArray[np.int64]) -> None:
         if index.size == 0:
@@ -615,8 +630,8 @@ class LabelStore:
             except Exception as exc:
                 raise CorruptChunkError(
                     f"{self.location}: array {name!r}, {_describe_selection(index)}: unreadable "
-                    f"chunk ({type(exc).__name__}: {exc}); run `fkd verify` and regenerate "
-                    "the block"
+                    f"chunk ({type(exc).__name__}: {exc})",
+                    self._repair_advice(name, index),
                 ) from exc
 
         async def read_all() -> list[NDArray[Any]]:
@@ -780,15 +795,14 @@ def _prepare_local_directory(path: Path, overwrite: bool) -> None:
     if path.is_dir() and not any(path.iterdir()):
         return
     is_store = (path / "zarr.json").is_file() and _looks_like_fkd_group(path / "zarr.json")
-    if not overwrite:
-        raise StoreExistsError(
-            f"{path} already exists; resume with the same arguments, or pass --overwrite to "
-            "replace it"
-        )
     if not is_store:
         raise StoreExistsError(
             f"{path} exists and is not an fkd label store; refusing to overwrite it "
             "(choose another path)"
+        )
+    if not overwrite:
+        raise StoreExistsError(
+            f"{path} already holds an fkd label store; pass --overwrite to replace it"
         )
     shutil.rmtree(path)
 
