@@ -62,6 +62,7 @@ from fkd.images import (
     SIMPLEJPEG,
     SIMPLEJPEG_COLORSPACES,
     ImageDecodeError,
+    ImageSource,
     decode_image_bytes,
     jpeg_exif_orientation,
     scan_source,
@@ -201,6 +202,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         with_labels: bool = True,
         crop_backend: str = "resized_crop",
         store_cache: str | Path | None = None,
+        source: ImageSource | None = None,
     ) -> None:
         if crop_backend not in CROP_BACKENDS:
             raise ValueError(f"crop_backend must be one of {CROP_BACKENDS}, got {crop_backend!r}")
@@ -227,7 +229,8 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
             raise ValueError("with device_decode=True pass transform to decode_on_device instead")
         check_crops_per_visit(self.location, self.spec, self.crops_per_visit)
         check_complete(handle)
-        source = scan_source(root)
+        # A scan of ``root`` the caller already made (e.g. for a second dataset) is reused.
+        source = scan_source(root) if source is None else source
         match_manifest(handle, source.manifest, check_sizes, root)
         usable = usable_images(handle, skip_failed)
         self.root = str(source.root)
@@ -664,8 +667,10 @@ class CropScheduleSampler(Sampler[int]):
         return indices[self.rank : self.total_size : self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
+        """The epoch's indices, made one at a time as the loader asks (not a list of N
+        objects at every epoch start: seconds and a gigabyte at ImageNet-21K)."""
         epoch = self.epoch
-        return iter([ScheduledIndex(i, epoch) for i in self.order()])
+        return (ScheduledIndex(i, epoch) for i in self.order())
 
     def __len__(self) -> int:
         return self.num_samples
@@ -706,6 +711,7 @@ def make_loader(
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
     store_cache: str | Path | None = None,
+    source: ImageSource | None = None,
 ) -> LoaderParts:
     """A DataLoader of ``batch_images * crops_per_visit`` crops per batch, its dataset and sampler.
 
@@ -728,6 +734,7 @@ def make_loader(
         with_labels=with_labels,
         crop_backend=crop_backend,
         store_cache=store_cache,
+        source=source,
     )
     sampler = CropScheduleSampler(
         dataset,

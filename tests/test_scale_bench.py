@@ -37,6 +37,7 @@ SUBPROCESS_OPS = {
     "fkd verify",
     "fkd generate --plan",
     "student dataset (make_loader)",
+    "student dataset, folder scanned before",
     "first batch, 2 workers",
 }
 
