@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
-from typing import Any, overload
+from typing import Any, NoReturn, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,7 +39,7 @@ def check_relative_path(path: str) -> str:
     if not path or "\x00" in path or "\\" in path:
         raise ValueError(f"manifest path {path!r} is empty or holds a NUL or backslash")
     pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts or str(pure) != path:
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or str(pure) != path:
         raise ValueError(f"manifest path {path!r} must be relative, normalised and without '..'")
     return path
 
@@ -367,20 +367,23 @@ def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
 def _refuse_rows(
     bad: NDArray[np.bool_], data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
 ) -> None:
+    """Refuse the first row marked ``bad``."""
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raw = data[offsets[row] : offsets[row + 1]].tobytes()[:MAX_PATH_BYTES]
-        raise ValueError(f"manifest path {row} ({raw!r}) {what}")
+        _refuse(int(np.flatnonzero(bad)[0]), data, offsets, what)
 
 
 def _refuse_bytes(
     bad: NDArray[np.bool_], data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
 ) -> None:
+    """Refuse the row holding the first byte marked ``bad``."""
     if bad.any():
         at = int(np.flatnonzero(bad)[0])
-        row = int(np.searchsorted(offsets, at, side="right")) - 1
-        raw = data[offsets[row] : offsets[row + 1]].tobytes()
-        raise ValueError(f"manifest path {row} ({raw!r}) {what}")
+        _refuse(int(np.searchsorted(offsets, at, side="right")) - 1, data, offsets, what)
+
+
+def _refuse(row: int, data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str) -> NoReturn:
+    raw = data[offsets[row] : offsets[row + 1]].tobytes()[:MAX_PATH_BYTES]
+    raise ValueError(f"manifest path {row} ({raw!r}) {what}")
 
 
 def decimal_digits(values: NDArray[Any]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
