@@ -214,3 +214,26 @@ def test_files_in_the_store_grow_with_blocks_not_with_the_manifest(tmp_path) -> 
     # the block arrays and the marker per block, plus the manifest's few chunks
     assert files(large) - files(small) == (24 - 3) * (per_block + 1)
     assert files(small) == 3 * (per_block + 1) + len(MANIFEST_ARRAYS)
+
+
+def test_converting_a_store_onto_itself_is_refused_and_loses_nothing(tmp_path) -> None:
+    write_store(tmp_path / "v1.zarr", v1_spec())
+    before = read_all(LabelStore.open(tmp_path / "v1.zarr"))
+    for out in (tmp_path / "v1.zarr", f"{tmp_path}/./v1.zarr/"):
+        run = CliRunner().invoke(
+            cli,
+            [
+                "convert",
+                "--to",
+                "store",
+                str(tmp_path / "v1.zarr"),
+                "--out",
+                str(out),
+                "--overwrite",
+            ],
+        )
+        assert run.exit_code == 1 and "is the source store itself" in run.output, run.output
+    after = read_all(LabelStore.open(tmp_path / "v1.zarr"))
+    assert before.keys() == after.keys()
+    for name, values in before.items():
+        np.testing.assert_array_equal(values, after[name])

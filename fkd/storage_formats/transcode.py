@@ -15,13 +15,14 @@ upgrades a store of an older format version to the current one.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
 
 from fkd.storage_formats.errors import StoreError
 from fkd.storage_formats.spec import FORMAT_VERSION, CodecSpec
-from fkd.storage_formats.zarr_store import STATUS_OK, BlockData, LabelStore
+from fkd.storage_formats.zarr_store import STATUS_OK, BlockData, LabelStore, is_url
 
 __all__ = ["transcode_store"]
 
@@ -31,6 +32,11 @@ def transcode_store(
 ) -> LabelStore:
     """Write ``out`` in the current format: ``source``'s crops and images with labels
     re-encoded by ``codec``, or copied as stored when ``codec`` is ``None``."""
+    if not is_url(out) and not is_url(source.location) and _same_path(source.location, out):
+        raise StoreError(
+            f"--out {out} is the source store itself; write the new store to another path "
+            "(then move it over the old one if you want it there)"
+        )
     if codec is None:
         codec = source.spec.codec
     elif source.spec.codec.name != "full":
@@ -86,3 +92,7 @@ def _block_data(
         boxes=batch.boxes if stored else None,
         flips=batch.flips if stored else None,
     )
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
