@@ -237,3 +237,14 @@ def test_converting_a_store_onto_itself_is_refused_and_loses_nothing(tmp_path) -
     assert before.keys() == after.keys()
     for name, values in before.items():
         np.testing.assert_array_equal(values, after[name])
+
+
+def test_the_marker_listing_counts_block_numbers_only(tmp_path) -> None:
+    """zarr's temporaries, leading zeros and numbers past the last block are not markers."""
+    path = tmp_path / "s.zarr"
+    write_store(path, make_spec(num_images=4 * 8), blocks=[5])
+    markers = path / COMMIT_ARRAY / "c"
+    for name in ("1.3f2a.partial", "02", "8", "123", "x"):
+        (markers / name).write_bytes(b"junk")
+    committed = LabelStore.open(path).committed_mask()
+    assert np.flatnonzero(committed).tolist() == [5]

@@ -720,8 +720,7 @@ def commit_listing(store: Store, num_blocks: int) -> NDArray[np.bool_] | None:
     else:
         return None
     mask = np.zeros(num_blocks, dtype=bool)
-    blocks = [int(name) for name in names if name.isascii() and name.isdigit()]
-    blocks = [b for b, name in zip(blocks, names, strict=False) if str(b) == name]
+    blocks = [int(n) for n in names if n.isascii() and n.isdigit() and str(int(n)) == n]
     mask[[b for b in blocks if b < num_blocks]] = True
     return mask
 
