@@ -89,3 +89,24 @@ def test_inconsistent_offsets_are_refused(offsets, message) -> None:
     data = np.frombuffer(b"abcd", dtype=np.uint8)
     with pytest.raises(ValueError, match=message):
         Manifest(data, np.array(offsets), [1, 1, 1], [0, 0, 0])
+
+
+def test_checks_and_digest_agree_across_pass_boundaries(monkeypatch) -> None:
+    """With 2 rows per numpy pass, every boundary case lies between two passes."""
+    import random
+
+    from fkd.storage_formats import manifest as module
+
+    monkeypatch.setattr(module, "ROWS_PER_PASS", 2)
+    rng = random.Random(3)
+    for _ in range(300):
+        paths = list({"".join(rng.choices("ab./é", k=rng.randint(0, 5))) for _ in range(7)})
+        data, offsets = join_paths(paths)
+        expected = all(reference_ok(p) for p in paths)
+        try:
+            made = Manifest(data, offsets, np.arange(len(paths)), np.zeros(len(paths)))
+        except ValueError:
+            assert not expected, paths
+            continue
+        assert expected, paths
+        assert made.digest() == reference_digest(paths, range(len(paths)), [0] * len(paths))

@@ -300,40 +300,52 @@ def join_paths(paths: Sequence[str]) -> tuple[NDArray[np.uint8], NDArray[np.int6
 def check_paths(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
     """Refuse (``ValueError``) paths that are not safe, relative, normalised UTF-8.
 
-    Vectorised over the byte array: offsets run from 0 to ``len(data)`` without
-    decreasing; no path is empty or longer than ``MAX_PATH_BYTES``; no NUL or
-    backslash; no leading or trailing ``/``, no ``//``; no ``.`` or ``..``
-    component; valid UTF-8.  Names the first offending path.
+    Vectorised over the byte array, ``ROWS_PER_PASS`` rows at a time (so the
+    temporaries stay a few tens of MB at 14M paths): offsets run from 0 to
+    ``len(data)`` without decreasing; no path is empty or longer than
+    ``MAX_PATH_BYTES``; no NUL or backslash; no leading or trailing ``/``, no
+    ``//``; no ``.`` or ``..`` component; valid UTF-8.  Names the first offending path.
     """
-    lengths = np.diff(offsets)
-    if offsets[0] != 0 or offsets[-1] != data.size or (lengths < 0).any():
+    if offsets[0] != 0 or offsets[-1] != data.size:
+        raise ValueError(
+            f"manifest path offsets must rise from 0 to {data.size}, the path bytes' length"
+        )
+    for first in range(0, offsets.size - 1, ROWS_PER_PASS):
+        check_path_rows(data, offsets, first, min(first + ROWS_PER_PASS, offsets.size - 1))
+    check_utf8(data, offsets)
+
+
+def check_path_rows(
+    data: NDArray[np.uint8], offsets: NDArray[np.int64], first: int, stop: int
+) -> None:
+    """``check_paths`` for rows ``[first, stop)``, on their bytes only."""
+    rows = offsets[first : stop + 1]
+    lengths = np.diff(rows)
+    if (lengths < 0).any():
         raise ValueError(
             f"manifest path offsets must rise from 0 to {data.size}, the path bytes' length"
         )
     bad = (lengths == 0) | (lengths > MAX_PATH_BYTES)
-    _refuse_rows(bad, data, offsets, f"is empty or longer than {MAX_PATH_BYTES} bytes")
-    starts, last = offsets[:-1], offsets[1:] - 1
-    _refuse_bytes((data == NUL) | (data == BACKSLASH), data, offsets, "holds a NUL or backslash")
-    slash = data == SLASH
-    # A component starts at a path's first byte or after '/', and ends at its last or before '/'.
-    begins = np.zeros(data.size, dtype=bool)
-    begins[starts] = True
-    begins[1:] |= slash[:-1]
-    ends = np.zeros(data.size, dtype=bool)
-    ends[last] = True
-    ends[:-1] |= slash[1:]
-    dot = data == DOT
-    empty_component = slash & (begins | ends)  # a leading or trailing '/', or '//'
-    dot_component = dot & begins & ends  # '.'
-    dotdot = np.zeros(data.size, dtype=bool)
-    dotdot[:-1] = dot[:-1] & dot[1:] & begins[:-1] & ends[1:] & ~ends[:-1]  # '..'
+    _refuse_rows(bad, data, offsets, f"is empty or longer than {MAX_PATH_BYTES} bytes", first)
+    base = int(rows[0])
+    piece = data[base : rows[-1]]
+    local = rows - base
     _refuse_bytes(
-        empty_component | dot_component | dotdot,
-        data,
-        offsets,
-        "must be relative, normalised and without '..'",
+        (piece == NUL) | (piece == BACKSLASH), data, offsets, "holds a NUL or backslash", base
     )
-    check_utf8(data, offsets)
+    slash = piece == SLASH
+    # A component starts at a path's first byte or after '/', and ends at its last or before '/'.
+    begins = np.zeros(piece.size, dtype=bool)
+    begins[local[:-1]] = True
+    begins[1:] |= slash[:-1]
+    ends = np.zeros(piece.size, dtype=bool)
+    ends[local[1:] - 1] = True
+    ends[:-1] |= slash[1:]
+    dot = piece == DOT
+    wrong = slash & (begins | ends)  # a leading or trailing '/', or '//'
+    wrong |= dot & begins & ends  # '.'
+    wrong[:-1] |= dot[:-1] & dot[1:] & begins[:-1] & ends[1:] & ~ends[:-1]  # '..'
+    _refuse_bytes(wrong, data, offsets, "must be relative, normalised and without '..'", base)
 
 
 def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
@@ -365,19 +377,27 @@ def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
 
 
 def _refuse_rows(
-    bad: NDArray[np.bool_], data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
+    bad: NDArray[np.bool_],
+    data: NDArray[np.uint8],
+    offsets: NDArray[np.int64],
+    what: str,
+    first_row: int = 0,
 ) -> None:
-    """Refuse the first row marked ``bad``."""
+    """Refuse the first row marked ``bad`` (``bad[0]`` is row ``first_row``)."""
     if bad.any():
-        _refuse(int(np.flatnonzero(bad)[0]), data, offsets, what)
+        _refuse(first_row + int(np.flatnonzero(bad)[0]), data, offsets, what)
 
 
 def _refuse_bytes(
-    bad: NDArray[np.bool_], data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
+    bad: NDArray[np.bool_],
+    data: NDArray[np.uint8],
+    offsets: NDArray[np.int64],
+    what: str,
+    first_byte: int = 0,
 ) -> None:
-    """Refuse the row holding the first byte marked ``bad``."""
+    """Refuse the row holding the first byte marked ``bad`` (``bad[0]`` is ``first_byte``)."""
     if bad.any():
-        at = int(np.flatnonzero(bad)[0])
+        at = first_byte + int(np.flatnonzero(bad)[0])
         _refuse(int(np.searchsorted(offsets, at, side="right")) - 1, data, offsets, what)
 
 
