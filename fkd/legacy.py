@@ -376,7 +376,7 @@ def write_legacy_files(store: LabelStore, folder: Path, label_files: Sequence[st
 def check_split(split: str) -> None:
     """A split is one folder name without '.' (FKD cuts label paths at their first '.')."""
     if not split or "/" in split or "\\" in split or "." in split:
-        raise ValueError(
+        raise UserInputError(
             f"split folder {split!r} must be one folder name without '/' or '.' (FKD cuts "
             f"label paths at their first '.'); FKD's train_FKD.py reads {FKD_SPLIT!r}"
         )

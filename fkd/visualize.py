@@ -78,7 +78,7 @@ def decode_shown(store: LabelStore, index: int, data: Path) -> NDArray[np.uint8]
             if not path.exists()
             else "choose another image"
         )
-        raise ValueError(
+        raise UserInputError(
             f"cannot draw image {index} ({relative}): {path}: {error.reason}; {fix}"
         ) from None
 
