@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fault_tools import (
+    FASHION_CLASSES,
     TOKEN_VARIABLE,
     Setup,
     committed,
@@ -242,9 +244,15 @@ def test_no_process_of_train_outlives_its_main_process(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_no_process_of_teacher_eval_outlives_its_main_process(setup: Setup, signum: int) -> None:
+def test_no_process_of_teacher_eval_outlives_its_main_process(
+    setup: Setup, tmp_path: Path, signum: int
+) -> None:
+    # Class folders named by the teacher's classes: teacher-eval refuses folders it cannot map.
+    data = tmp_path / "data"
+    for folder, name in zip(sorted(setup.data.iterdir()), FASHION_CLASSES, strict=False):
+        shutil.copytree(folder, data / name)
     command = [
-        sys.executable, "-m", "fkd", "teacher-eval", str(setup.data), "--teacher",
+        sys.executable, "-m", "fkd", "teacher-eval", str(data), "--teacher",
         "fault_tiny_teacher:make", "--batch-size", "2", "--workers", "2", "--device", "cpu",
     ]  # fmt: skip
     run = Run(command, setup, FAULT_TEACHER_DELAY="1")  # 1 s a batch: the loader stays alive
