@@ -109,12 +109,21 @@ def decode_index(data: bytes, chunks: int) -> NDArray[np.uint64]:
     return np.frombuffer(payload, dtype="<u8").reshape(chunks, 2)
 
 
+def refuse_outside(root: Path, path: Path) -> None:
+    """Refuse (``UnsafePathError``) a path under ``root`` whose real path leaves it."""
+    real = os.path.realpath(path)
+    if not real.startswith(os.path.realpath(root) + os.sep):
+        raise UnsafePathError(
+            f"{root}: {path.relative_to(root)} leads outside the store (to {real}); refused: "
+            "replace the link with the file itself or regenerate the store"
+        )
+
+
 class BlockChunkReader:
     """Reads whole per-block chunks of one unsharded array of a local store."""
 
     def __init__(self, root: Path, layout: ArrayLayout) -> None:
         self.root = root
-        self.real_root = os.path.realpath(root)
         self.layout = layout
         self.chunk_bytes = math.prod(layout.outer) * layout.dtype.itemsize
         self.dtype = layout.dtype.newbyteorder("<")
@@ -178,12 +187,7 @@ class BlockChunkReader:
             return file.read()
 
     def check_contained(self, path: Path) -> None:
-        real = os.path.realpath(path)
-        if not real.startswith(self.real_root + os.sep):
-            raise UnsafePathError(
-                f"{self.root}: {path.relative_to(self.root)} leads outside the store (to "
-                f"{real}); refused: replace the link with the file itself or regenerate the store"
-            )
+        refuse_outside(self.root, path)
 
     def corrupt(self, block: int, why: str) -> CorruptChunkError:
         return CorruptChunkError(

@@ -18,16 +18,18 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
-import numcodecs
 import numpy as np
 from numpy.typing import NDArray
 
-from fkd.storage_formats.bounded_codecs import zstd_declared_size
-from fkd.storage_formats.errors import CorruptChunkError, UnsafePathError, repair_advice
+from fkd.storage_formats.block_chunk_reader import (
+    MISSING,
+    decode_checked,
+    decode_index,
+    refuse_outside,
+)
+from fkd.storage_formats.errors import CorruptChunkError, repair_advice
 from fkd.storage_formats.layout import ArrayLayout
 
-MISSING = 2**64 - 1
 CACHED_SHARD_INDEXES = 256
 
 
@@ -69,7 +71,6 @@ class ShardRowReader:
         self.row_shape = layout.shape[1:]
         self.chunk_bytes = math.prod(layout.inner) * layout.dtype.itemsize
         self._indexes: OrderedDict[int, NDArray[np.uint64]] = OrderedDict()
-        self._zstd = numcodecs.Zstd()
 
     @classmethod
     def for_array(cls, root: Path, layout: ArrayLayout) -> ShardRowReader | None:
@@ -90,21 +91,10 @@ class ShardRowReader:
         start, nbytes = self.shard_index(block, path)[chunk]
         if start == MISSING:
             raise self.corrupt(image, "its inner chunk is not in the shard")
-        payload = self.read_checked(path, int(start), int(nbytes), image)
         try:
-            declared = zstd_declared_size(payload[:18])
+            out = decode_checked(self.pread(path, int(start), int(nbytes), image), self.chunk_bytes)
         except ValueError as exc:
             raise self.corrupt(image, str(exc)) from None
-        if declared is None:
-            raise self.corrupt(
-                image, "zstd frame declares no content size; refused (cannot bound it)"
-            )
-        if declared != self.chunk_bytes:
-            raise self.corrupt(
-                image, f"zstd frame declares {declared} bytes, chunk holds {self.chunk_bytes}"
-            )
-        out = np.empty(self.chunk_bytes, dtype=np.uint8)
-        self._zstd.decode(payload, out=out)
         rows = out.view(self.layout.dtype.newbyteorder("<")).reshape(
             (self.per_chunk, *self.row_shape)
         )
@@ -125,8 +115,11 @@ class ShardRowReader:
             file_size = path.stat().st_size
         except OSError:
             raise self.corrupt(block * self.block, f"shard file {path} is missing") from None
-        raw = self.read_checked(path, file_size - size, size, block * self.block)
-        index = np.frombuffer(raw, dtype="<u8").reshape(self.chunks_per_shard, 2)
+        raw = self.pread(path, file_size - size, size, block * self.block)
+        try:
+            index = decode_index(raw, self.chunks_per_shard)
+        except ValueError as exc:
+            raise self.corrupt(block * self.block, str(exc)) from None
         self._indexes[block] = index
         if len(self._indexes) > CACHED_SHARD_INDEXES:
             self._indexes.popitem(last=False)
@@ -134,28 +127,18 @@ class ShardRowReader:
 
     def check_contained(self, path: Path) -> None:
         """Refuse a shard whose real path leaves the store (a symlink out of it)."""
-        root = os.path.realpath(self.root)
-        real = os.path.realpath(path)
-        if not real.startswith(root + os.sep):
-            raise UnsafePathError(
-                f"{self.root}: {path.relative_to(self.root)} leads outside the store (to "
-                f"{real}); refused: replace the link with the file itself or regenerate the store"
-            )
+        refuse_outside(self.root, path)
 
-    def read_checked(self, path: Path, start: int, nbytes: int, image: int) -> bytes:
-        """``nbytes`` at ``start`` of ``path``, without their trailing crc32c, checked."""
+    def pread(self, path: Path, start: int, nbytes: int, image: int) -> bytes:
+        """``nbytes`` at ``start`` of ``path`` (checked by ``decode_checked``/``decode_index``)."""
         try:
             fd = os.open(path, os.O_RDONLY)
             try:
-                data = os.pread(fd, nbytes, start)
+                return os.pread(fd, nbytes, start)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise self.corrupt(image, f"cannot read {path}: {exc}") from None
-        payload, stored = data[:-4], data[-4:]
-        if len(data) != nbytes or google_crc32c.value(payload) != int.from_bytes(stored, "little"):
-            raise self.corrupt(image, "stored and computed crc32c checksums differ")
-        return payload
 
     def corrupt(self, image: int, why: str) -> CorruptChunkError:
         return CorruptChunkError(

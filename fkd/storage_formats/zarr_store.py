@@ -239,6 +239,7 @@ class LabelStore:
         self._committed: NDArray[np.bool_] | None = None
         self._readers: dict[str, ShardRowReader] | None = None
         self._manifest: Manifest | None = None
+        self._block_readers: dict[str, BlockChunkReader | None] = {}
 
     # Creating and opening ---------------------------------------------------
 
@@ -446,8 +447,7 @@ class LabelStore:
         if index.size == 0:
             return np.zeros((0, *layout.shape[1:]), dtype=layout.dtype)
         blocks = np.unique(index // self.spec.block_size)
-        local = None if is_url(self.location) else Path(self.location)
-        reader = BlockChunkReader.for_array(local, layout) if local else None
+        reader = self._block_reader(name)
         if reader is None or blocks.size > FAST_READ_MAX_IMAGES:
             return self.per_image(name)[index]
         chunks = {int(b): reader.read_block(int(b)) for b in blocks}
@@ -457,8 +457,7 @@ class LabelStore:
     def _read_committed_rows(self, name: str, committed: NDArray[np.bool_]) -> NDArray[Any]:
         layout = self.layout[name]
         rows = np.full(layout.shape, layout.fill_value, dtype=layout.dtype)
-        local = None if is_url(self.location) else Path(self.location)
-        reader = BlockChunkReader.for_array(local, layout) if local and local.is_dir() else None
+        reader = self._block_reader(name)
         if reader is not None:
             reader.read_blocks(np.flatnonzero(committed).tolist(), rows)
             return rows
@@ -466,6 +465,17 @@ class LabelStore:
             start, stop = self.block_range(first)[0], self.block_range(last)[1]
             rows[start:stop] = self._read(name, slice(start, stop))
         return rows
+
+    def _block_reader(self, name: str) -> BlockChunkReader | None:
+        """The direct per-block reader of ``name`` (local stores, fkd's chain), made once."""
+        if name not in self._block_readers:
+            local = None if is_url(self.location) else Path(self.location)
+            self._block_readers[name] = (
+                BlockChunkReader.for_array(local, self.layout[name])
+                if local is not None and local.is_dir()
+                else None
+            )
+        return self._block_readers[name]
 
     def reader_cache(self, names: Sequence[str]) -> ReaderCache:
         """What this handle has read of ``names`` (per-image arrays) and the commit markers,
