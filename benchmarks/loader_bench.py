@@ -62,7 +62,6 @@ from fkd.data import (
     CropScheduleSampler,
     collate_crops,
     crop_schedule,
-    read_boxes,
 )
 from fkd.generate import GenerateConfig, generate
 from fkd.legacy import export_legacy, legacy_path
@@ -316,7 +315,7 @@ def label_cost(args: argparse.Namespace, store: Path, passes: int = 5) -> dict[s
             handle.read_images(images)
             times["read_images"].append(time.process_time() - begin)
             begin = time.process_time()
-            read_boxes(handle, images)
+            handle.read_boxes(images)
             times["boxes_only"].append(time.process_time() - begin)
             begin = time.process_time()
             dataset.__getitems__(positions)

@@ -68,7 +68,6 @@ from fkd.images import (
     scan_source,
 )
 from fkd.storage_formats import CodecSpec, LabelStore, Manifest, StoreSpec
-from fkd.storage_formats.crop_sampler import boxes_to_fractions, grid_to_fractions, sample_boxes
 from fkd.storage_formats.layout import STATUS_FAILED
 from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
@@ -359,7 +358,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         """Fraction boxes ``[n, M, 4]``, flips and stored labels of the given store images."""
         store = self.store
         if not self.with_labels:
-            boxes, flips = read_boxes(store, images)
+            boxes, flips = store.read_boxes(images)
             return boxes, flips, {}
         batch = store.read_images(images)
         return batch.boxes, batch.flips, batch.labels
@@ -459,21 +458,6 @@ def usable_images(store: LabelStore, skip_failed: bool) -> NDArray[np.int64]:
 
 
 # Reading -------------------------------------------------------------------------------
-
-
-def read_boxes(
-    store: LabelStore, images: Sequence[int] | NDArray[Any]
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Fraction boxes ``[n, M, 4]`` and flips ``[n, M]`` of the images, without their labels."""
-    index = np.asarray(images, dtype=np.int64).reshape(-1)
-    if store.spec.crops.boxes_stored:
-        grid = np.asarray(store.array("crop_box").get_orthogonal_selection(index))
-        flips = np.asarray(store.array("crop_flip").get_orthogonal_selection(index), dtype=bool)
-        return grid_to_fractions(grid), flips
-    height = store.per_image("image_height")[index]
-    width = store.per_image("image_width")[index]
-    pixels, flips = sample_boxes(store.spec.crops, index, height, width)
-    return boxes_to_fractions(pixels, height, width), flips
 
 
 def read_file(path: str) -> bytes:

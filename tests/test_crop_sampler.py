@@ -57,6 +57,20 @@ def test_boxes_lie_inside_the_image_with_area_and_aspect_in_range(
     assert (fitted | fallback).all()
 
 
+def test_a_subset_of_crops_samples_the_same_boxes_as_the_full_draw() -> None:
+    spec = CropSpec(crops_per_image=64, seed=3)
+    heights, widths = np.array([300, 480]), np.array([400, 640])
+    full, full_flips = sample_boxes(spec, np.array([4, 9]), heights, widths)
+    chosen = np.array([[63, 0, 17], [5, 5, 40]])
+    some, some_flips = sample_boxes(spec, np.array([4, 9]), heights, widths, chosen)
+    np.testing.assert_array_equal(some, np.take_along_axis(full, chosen[..., None], axis=1))
+    np.testing.assert_array_equal(some_flips, np.take_along_axis(full_flips, chosen, axis=1))
+    one_list, _ = sample_boxes(spec, np.array([4]), heights[:1], widths[:1], np.array([2, 1]))
+    np.testing.assert_array_equal(one_list[0], full[0, [2, 1]])
+    with pytest.raises(ValueError, match="crop numbers"):
+        sample_boxes(spec, np.array([4]), heights[:1], widths[:1], np.array([64]))
+
+
 def test_boxes_depend_on_seed_image_and_crop_only() -> None:
     spec = CropSpec(crops_per_image=50, seed=11)
     heights, widths = np.array([300, 480, 333]), np.array([400, 640, 500])

@@ -53,6 +53,21 @@ def test_round_trip_of_every_image(tmp_path) -> None:
     assert store.failures() == []
 
 
+@pytest.mark.parametrize("sampler", ["fkd-rrc-v1", "stored"])
+def test_read_boxes_gives_read_images_boxes_whole_or_for_chosen_crops(tmp_path, sampler) -> None:
+    spec = make_spec(sampler=sampler)
+    write_store(tmp_path / "s.zarr", spec)
+    reader = LabelStore.open(tmp_path / "s.zarr")
+    batch = reader.read_images([9, 0, 5])
+    boxes, flips = reader.read_boxes([9, 0, 5])
+    np.testing.assert_array_equal(boxes, batch.boxes)
+    np.testing.assert_array_equal(flips, batch.flips)
+    chosen = np.array([[1, 0], [0, 0], [1, 1]])
+    some, some_flips = reader.read_boxes([9, 0, 5], chosen)
+    np.testing.assert_array_equal(some, np.take_along_axis(batch.boxes, chosen[..., None], 1))
+    np.testing.assert_array_equal(some_flips, np.take_along_axis(batch.flips, chosen, 1))
+
+
 def test_one_call_reads_a_batch_in_any_order(tmp_path) -> None:
     write_store(tmp_path / "s.zarr")
     reader = LabelStore.open(tmp_path / "s.zarr")

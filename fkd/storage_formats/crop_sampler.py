@@ -94,16 +94,26 @@ def sample_boxes(
     image_index: NDArray[Any],
     height: NDArray[Any],
     width: NDArray[Any],
+    crops: NDArray[Any] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Pixel boxes ``[n, M, 4]`` as (top, left, height, width) and flips ``[n, M]``.
 
     ``image_index``, ``height`` and ``width`` have shape ``[n]``.  An image with
     a zero height or width (one that failed to decode) gets all-zero boxes.
+    ``crops`` (``[k]`` or ``[n, k]`` crop numbers in ``0..M-1``) samples only those
+    crops, ``[n, k, 4]``: the same boxes as the full draw (every crop is keyed by its
+    number), at the cost of k crops rather than M.
     """
     image = np.asarray(image_index, dtype=np.uint64)[:, None, None]
     H = np.asarray(height, dtype=np.float64)[:, None]
     W = np.asarray(width, dtype=np.float64)[:, None]
-    crops = np.arange(spec.crops_per_image, dtype=np.uint64)[None, :, None]
+    if crops is None:
+        crops = np.arange(spec.crops_per_image, dtype=np.uint64)[None, :, None]
+    else:
+        chosen = np.asarray(crops, dtype=np.int64)
+        if chosen.size and (chosen.min() < 0 or chosen.max() >= spec.crops_per_image):
+            raise ValueError(f"crop numbers must lie in [0, {spec.crops_per_image})")
+        crops = np.atleast_2d(chosen).astype(np.uint64)[..., None]
     draws = np.arange(FLIP_DRAW + 1, dtype=np.uint64)[None, None, :]
     u = draw_uniform(spec.seed, image, crops, draws)  # [n, M, 41]
 

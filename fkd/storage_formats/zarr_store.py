@@ -520,21 +520,8 @@ class LabelStore:
                 repair_advice("block", [self.block_of(image)]),
             )
         names = [label_array_name(field.name) for field in self.codec.fields()]
-        if self.spec.crops.boxes_stored:
-            names += ["crop_box", "crop_flip"]
-        readers = self._row_readers(names) if index.size <= FAST_READ_MAX_IMAGES else None
-        if readers is not None:
-            per_crop = {
-                name: np.stack([readers[name].read(int(i)) for i in index]) for name in names
-            }
-        else:
-            per_crop = self._read_concurrently(names, index)
-        if self.spec.crops.boxes_stored:
-            boxes = crop_sampler.grid_to_fractions(per_crop["crop_box"])
-            flips = np.asarray(per_crop["crop_flip"], dtype=bool)
-        else:
-            pixels, flips = crop_sampler.sample_boxes(self.spec.crops, index, height, width)
-            boxes = crop_sampler.boxes_to_fractions(pixels, height, width)
+        per_crop = self._read_per_crop(names + self._box_arrays(), index)
+        boxes, flips = self._boxes(index, height, width, per_crop)
         labels = {
             field.name: per_crop[label_array_name(field.name)] for field in self.codec.fields()
         }
@@ -542,6 +529,55 @@ class LabelStore:
 
     def read_image(self, index: int) -> ImageBatch:
         return self.read_images([index])
+
+    def read_boxes(
+        self, indices: Sequence[int] | NDArray[Any], crops: NDArray[Any] | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Fraction boxes ``[n, M, 4]`` and flips ``[n, M]`` of the images, without labels.
+
+        ``crops`` (``[n, k]`` crop numbers) keeps only those crops.  Boxes are read
+        where the store holds them and derived from the crop sampler where it does not.
+        """
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self._check_readable(index)
+        height = self.per_image_rows("image_height", index)
+        width = self.per_image_rows("image_width", index)
+        return self._boxes(
+            index, height, width, self._read_per_crop(self._box_arrays(), index), crops
+        )
+
+    def _box_arrays(self) -> list[str]:
+        return ["crop_box", "crop_flip"] if self.spec.crops.boxes_stored else []
+
+    def _boxes(
+        self,
+        index: NDArray[np.int64],
+        height: NDArray[Any],
+        width: NDArray[Any],
+        per_crop: Mapping[str, NDArray[Any]],
+        crops: NDArray[Any] | None = None,
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """The one place that decides between stored boxes and boxes derived from the seed."""
+        if self.spec.crops.boxes_stored:
+            boxes = crop_sampler.grid_to_fractions(per_crop["crop_box"])
+            flips = np.asarray(per_crop["crop_flip"], dtype=bool)
+            if crops is None:
+                return boxes, flips
+            chosen = np.asarray(crops, dtype=np.int64).reshape(len(index), -1)
+            return (
+                np.take_along_axis(boxes, chosen[..., None], axis=1),
+                np.take_along_axis(flips, chosen, axis=1),
+            )
+        pixels, flips = crop_sampler.sample_boxes(self.spec.crops, index, height, width, crops)
+        return crop_sampler.boxes_to_fractions(pixels, height, width), flips
+
+    def _read_per_crop(self, names: list[str], index: NDArray[np.int64]) -> dict[str, NDArray[Any]]:
+        if not names:
+            return {}
+        readers = self._row_readers(names) if index.size <= FAST_READ_MAX_IMAGES else None
+        if readers is not None:
+            return {name: np.stack([readers[name].read(int(i)) for i in index]) for name in names}
+        return self._read_concurrently(names, index)
 
     def decode_labels(self, labels: Mapping[str, NDArray[Any]]) -> NDArray[np.float32]:
         """Dense probabilities ``[..., C]`` from stored label arrays."""
