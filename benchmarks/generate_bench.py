@@ -240,7 +240,7 @@ def teacher_batches(
     cutter = CropCutter(  # boxes are given: the crop spec only sizes M
         CropSpec(crops_per_image=config.crops_per_image),
         info.input_size,
-        info.interpolation,
+        str(info.resampling),
         info.mean,
         info.std,
     )

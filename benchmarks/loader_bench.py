@@ -375,7 +375,9 @@ def main() -> None:
         cases = [fkd_case(args, store_path, n, f"fkd N={n}") for n in (1, 2, 4, 8)]
         cases += [
             fkd_case(args, store_path, 4, "fkd N=4, no labels", with_labels=False),
-            fkd_case(args, store_path, 4, "fkd N=4, roi_align cut", crop_backend="roi_align"),
+            fkd_case(
+                args, store_path, 4, "fkd N=4, roi_align cut", resampling="roi-align-bilinear"
+            ),
             vanilla_case(args),
             original_case(args, legacy, 4),
         ]

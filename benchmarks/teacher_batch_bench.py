@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from generate_bench import photo_arrays
 
+from fkd.crops import resampling_for
 from fkd.generate import CropCutter, GenerateConfig, device_autocast, resolve_device
 from fkd.storage_formats import CropSpec
 from fkd.teachers import LoadedTeacher, load_teachers
@@ -41,7 +42,8 @@ def real_crops(teacher: LoadedTeacher, count: int, device: torch.device) -> torc
     """``count`` normalised crops of the photos, cut as ``fkd generate`` cuts them on ``device``."""
     info = teacher.info
     spec = CropSpec(crops_per_image=CROPS_PER_PHOTO)
-    cutter = CropCutter(spec, info.input_size, info.interpolation, info.mean, info.std)
+    resampling = resampling_for(device, info.interpolation).name
+    cutter = CropCutter(spec, info.input_size, resampling, info.mean, info.std)
     crops: list[torch.Tensor] = []
     photos = list(photo_arrays().values())
     index = 0

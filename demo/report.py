@@ -45,6 +45,7 @@ def write_report(
         summary=summary,
         per_seed=[r["figures"] for r in results],
         curves={str(r["seed"]): r["curves"] for r in results},
+        crop_paths=results[0].get("crop_paths", {}),
         plan=plan,
         teacher=teacher,
         commands=[list(c) for c in commands],
@@ -107,6 +108,15 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- Fidelity of the stored labels to the full teacher: KL "
         f"{_cell(summary, 'fidelity_kl', 4)} nats, top-1 agreement "
         f"{_cell(summary, 'fidelity_top1_agreement')}%.",
+        "",
+        "Crop path of each student (from its metrics; seed "
+        f"{report['seeds'][0]}'s, the others differ only in the seed):",
+        "",
+        *(
+            f"- {LABELS[method]}: {path}"
+            for method, path in report["crop_paths"].items()
+            if method in LABELS
+        ),
         "",
         "![accuracy against training wall-clock](report.png)",
         "",

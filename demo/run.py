@@ -240,10 +240,12 @@ def train_student(
 ) -> list[dict[str, Any]]:
     sources: dict[str, list[object]] = {
         "fkd": ["--labels", store],
-        "hard": ["--scale", plan.scale],
+        # The store's M, scale and seed: these students cut exactly the FKD student's
+        # crops (same boxes, flips, schedule and resampling), so only the labels differ.
+        "hard": ["--scale", plan.scale, "--crops-per-image", plan.crops_per_image],
         "online_kd": [
             "--online-teacher", "fkd:cnn_teacher", "--online-teacher-weights", teacher,
-            "--scale", plan.scale,
+            "--scale", plan.scale, "--crops-per-image", plan.crops_per_image,
         ],
     }  # fmt: skip
     titles = {
@@ -261,6 +263,12 @@ def train_student(
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def crop_path(curve: Sequence[dict[str, Any]]) -> str:
+    """Where a student's crops came from and how they were resampled (its metrics say)."""
+    last = curve[-1]
+    return f"{last.get('crops_from', '?')}, resampled {last.get('resampling', '?')}"
+
+
 # One seed ---------------------------------------------------------------------------
 
 
@@ -274,7 +282,8 @@ def run_seed(
     saved = work / "result.json"
     if saved.is_file():
         result: dict[str, Any] = json.loads(saved.read_text())
-        if result.get("plan") == plan.to_dict() and result.get("teacher") == str(teacher):
+        same = result.get("plan") == plan.to_dict() and result.get("teacher") == str(teacher)
+        if same and "crop_paths" in result:  # runs before the single crop path are redone
             print(f"\n== seed {seed}: reusing the finished run in {work}", flush=True)
             return {**result, "reused": True}
     store = work / "labels.zarr"
@@ -291,6 +300,7 @@ def run_seed(
         "generate": generated,
         "store": str(store),
         "curves": curves,
+        "crop_paths": {method: crop_path(curve) for method, curve in curves.items()},
     }
     saved.write_text(json.dumps(result) + "\n")
     return result

@@ -7,14 +7,13 @@ cut from one decode of the image, and the batch carries their stored labels.
 
 Pieces:
 
-- ``crop_schedule(seed, image, visit, M, N)``: which stored crops visit
-  ``visit`` of ``image`` uses.  Visits walk a permutation of the M crops keyed
-  by ``(seed, image, cycle)``, so within one cycle every crop is used once
-  before any repeats.  It is a pure function: every rank and worker agrees
-  without talking.
+- ``crop_schedule(seed, image, visit, M, N)`` (``fkd.crop_datasets``): which
+  stored crops visit ``visit`` of ``image`` uses, a pure function every rank and
+  worker agrees on.
 - ``CropLabelDataset``: checks on open that the store and the image folder
   agree, then ``dataset[i]`` decodes image ``i`` once, cuts its scheduled
-  crops and returns them with their stored labels.  A DataLoader batch is
+  crops (``fkd.crop_datasets.CropDataset.cut``, the cutter every student shares)
+  and returns them with their stored labels.  A DataLoader batch is
   read from the store in one ``read_images`` call (``__getitems__``).
 - ``CropScheduleSampler``: ``DistributedSampler`` semantics (disjoint images
   per rank, order keyed by ``(seed, epoch)``).  It yields ``ScheduledIndex``
@@ -56,6 +55,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fkd import crops as crop_ops
+from fkd.crop_datasets import CropDataset, ScheduledIndex, crop_schedule
 from fkd.exceptions import UserInputError
 from fkd.images import (
     JPEG_MAGIC,
@@ -74,75 +74,16 @@ from fkd.worker_lifetime import DataLoaderWorkerLifetime
 SHOWN = 3  # offenders named in a refusal
 # Per-image arrays a reader needs: read once by the dataset, handed to its workers.
 READ_PER_IMAGE = ("image_status", "image_height", "image_width")
-CROP_BACKENDS = ("resized_crop", "roi_align")
 
 
 class StoreMismatchError(UserInputError):
     """The label store cannot be used with these images or settings; the message says why."""
 
 
-# The crop schedule ---------------------------------------------------------------
-
-
-def crop_schedule(
-    seed: int, image: int, visit: int, crops_per_image: int, crops_per_visit: int
-) -> NDArray[np.int64]:
-    """The stored crops (indices into M) used at visit ``visit`` of image ``image``.
-
-    Visit v takes positions ``v*N .. v*N + N - 1`` of an endless sequence made
-    of permutations of the M crops, one permutation per cycle ``c = position // M``,
-    each drawn from ``np.random.default_rng(SeedSequence([seed, image, c]))``.
-    So every crop is used exactly once per cycle; when M % N != 0 a visit that
-    straddles two cycles takes the tail of one permutation and the head of the next.
-    """
-    m, n = int(crops_per_image), int(crops_per_visit)
-    if not 1 <= n <= m:
-        raise ValueError(f"crops_per_visit must lie in [1, crops_per_image={m}], got {n}")
-    if seed < 0 or image < 0 or visit < 0:
-        raise ValueError(f"seed, image and visit must be >= 0, got {seed}, {image}, {visit}")
-    start = visit * n
-    first = start // m
-    out = np.empty(n, dtype=np.int64)
-    filled = 0
-    for cycle in range(first, (start + n - 1) // m + 1):
-        perm = _cycle_permutation(seed, image, cycle, m)
-        lo = max(start - cycle * m, 0)
-        hi = min(start + n - cycle * m, m)
-        out[filled : filled + hi - lo] = perm[lo:hi]
-        filled += hi - lo
-    return out
-
-
-def _cycle_permutation(seed: int, image: int, cycle: int, m: int) -> NDArray[np.int64]:
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(image), int(cycle)]))
-    return rng.permutation(m).astype(np.int64)
-
-
-class ScheduledIndex(int):
-    """A dataset index that also carries the visit (epoch) it is drawn for.
-
-    ``CropScheduleSampler`` yields these, so the epoch travels with each index
-    into persistent DataLoader workers; it is an ``int`` everywhere else.
-    """
-
-    visit: int
-
-    def __new__(cls, index: int, visit: int) -> ScheduledIndex:
-        value = super().__new__(cls, index)
-        value.visit = int(visit)
-        return value
-
-    def __reduce__(self) -> tuple[Any, tuple[int, int]]:
-        return ScheduledIndex, (int(self), self.visit)
-
-    def __repr__(self) -> str:
-        return f"ScheduledIndex({int(self)}, visit={self.visit})"
-
-
 # The dataset -------------------------------------------------------------------------
 
 
-class CropLabelDataset(Dataset[dict[str, Any]]):
+class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
     """Image ``i``'s scheduled crops, cut from one decode, with their stored labels.
 
     ``root`` is the image folder (or file list) as ``fkd.images.scan_source``
@@ -165,14 +106,14 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
     read (``"labels"`` is then ``{}``; boxes still come from the store).
 
     Cutting: boxes are fractions, turned into pixels of the image actually
-    decoded.  ``crop_backend="resized_crop"`` (the default) resizes each crop
-    with torchvision's antialiased bilinear ``resized_crop`` on the uint8 image
-    (``fkd.crops.cut_crops_uint8``: boxes rounded to whole pixels, within one
-    grey level of ``fkd.crops.cut_crops_reference``), the teacher's own path
-    when ``fkd generate`` ran on CPU; ``"roi_align"`` uses
-    ``fkd.crops.cut_crops``, the teacher's path when it ran on a GPU (so a
-    student crop equals the crop the teacher labelled, to float rounding), but
-    it is 4-6x slower on a CPU worker (``benchmarks/loader_bench.py``).
+    decoded, and cut by ``fkd.crops.cut`` with ``resampling`` (a name of
+    ``fkd.crops.RESAMPLING_REGISTRY``; None: the CPU worker's,
+    ``resampling_for("cpu")`` = ``"uint8-bilinear"``), the cutter the hard-label
+    and online-KD students (``fkd.crop_datasets.SampledCropDataset``) share, so
+    all three cut the same pixels.  ``"roi-align-bilinear"`` is the teacher's
+    path when ``fkd generate`` ran on a GPU (a student crop then equals the crop
+    the teacher labelled, to float rounding), but it is 4-6x slower on a CPU
+    worker (``benchmarks/loader_bench.py``).
 
     ``device_decode=True`` moves decoding and cutting off the worker: items
     then carry the image file's bytes (``"encoded"``, for plain JPEGs) or its
@@ -199,13 +140,11 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         *,
         check_sizes: bool = True,
         with_labels: bool = True,
-        crop_backend: str = "resized_crop",
+        resampling: str | None = None,
         store_cache: str | Path | None = None,
         source: ImageSource | None = None,
     ) -> None:
-        if crop_backend not in CROP_BACKENDS:
-            raise ValueError(f"crop_backend must be one of {CROP_BACKENDS}, got {crop_backend!r}")
-        self.crop_backend = crop_backend
+        super().__init__(input_size, resampling, transform)
         # A remote store (URL) with ``store_cache`` keeps its chunks in that local folder.
         self.store_cache = None if store_cache is None else str(store_cache)
         handle = (
@@ -214,14 +153,9 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         self.location = handle.location
         self.spec: StoreSpec = handle.spec
         self.crops_per_visit = int(crops_per_visit)
-        self.input_size = int(input_size)
         self.seed = int(seed)
-        self.transform = transform
         self.device_decode = bool(device_decode)
         self.with_labels = bool(with_labels)
-        self.epoch = 0
-        if self.input_size < 1:
-            raise ValueError(f"input_size must be positive, got {input_size}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         if device_decode and transform is not None:
@@ -271,12 +205,6 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
 
     # Indexing ------------------------------------------------------------------------------
 
-    def set_epoch(self, epoch: int) -> None:
-        """The visit used by plain integer indices (``ScheduledIndex`` carries its own)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.indices)
 
@@ -306,7 +234,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
         for position in positions:
             if not 0 <= position < len(self):
                 raise IndexError(f"index {position} out of range for {len(self)} images")
-        visits = [int(getattr(i, "visit", self.epoch)) for i in indices]
+        visits = [self.visit_of(i) for i in indices]
         images = self.indices[np.asarray(positions, dtype=np.int64)]
         unique, row_of = np.unique(images, return_inverse=True)
         boxes, flips, labels = self._read(unique)
@@ -340,16 +268,7 @@ class CropLabelDataset(Dataset[dict[str, Any]]):
             item["boxes"] = torch.from_numpy(boxes)
             item["flips"] = torch.from_numpy(flips)
             return item
-        pixels = decode_or_raise(data, path)
-        pixel_boxes = crop_ops.fractions_to_pixels(boxes, *pixels.shape[:2])
-        if self.crop_backend == "roi_align":
-            tensor = crop_ops.image_to_tensor(pixels)
-            crops = crop_ops.cut_crops(tensor, pixel_boxes, flips, self.input_size)
-        else:
-            crops = crop_ops.cut_crops_uint8(pixels, pixel_boxes, flips, self.input_size)
-        if self.transform is not None:
-            crops = torch.stack([self.transform(crop) for crop in crops])
-        item["images"] = crops
+        item["images"] = self.cut(decode_or_raise(data, path), boxes, flips)
         return item
 
     def _read(
@@ -554,15 +473,23 @@ def decode_on_device(
     input_size: int,
     device: torch.device | str,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    resampling: str | None = None,
 ) -> dict[str, Any]:
     """Decode (JPEGs with nvjpeg on CUDA) and cut a ``device_decode`` batch on ``device``.
 
     Adds ``images [B*N, 3, S, S]`` (float32, 0..255) on ``device`` to ``batch``
-    and returns it; ``transform`` is applied per crop as in the dataset.
+    and returns it; ``transform`` is applied per crop as in the dataset.  Crops go
+    through ``fkd.crops.cut`` with ``resampling`` (default: ``resampling_for(device)``,
+    ``"roi-align-bilinear"`` on an accelerator).
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
     device = torch.device(device)
+    chosen = (
+        crop_ops.resampling_for(device)
+        if resampling is None
+        else crop_ops.get_resampling(resampling)
+    )
     encoded = [e for e in batch["encoded"] if e is not None]
     with warnings.catch_warnings():  # torchvision >= 0.29 points to torchcodec; it still works
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -571,13 +498,11 @@ def decode_on_device(
     parts = []
     for row, (data, pixels) in enumerate(zip(batch["encoded"], batch["pixels"], strict=True)):
         if data is not None:
-            image = next(decoded).float()
+            image = next(decoded)
         else:
-            image = pixels.to(device, non_blocking=True).permute(2, 0, 1).float()
-        height, width = image.shape[-2:]
-        scale = torch.tensor([height, width, height, width], dtype=torch.float64)
-        boxes = (batch["boxes"][row].double() * scale).numpy()
-        crops = crop_ops.cut_crops(image, boxes, batch["flips"][row].to(device), input_size)
+            image = pixels.to(device, non_blocking=True).permute(2, 0, 1)
+        boxes, flips = batch["boxes"][row].double().numpy(), batch["flips"][row].numpy()
+        crops = crop_ops.cut(image, boxes, flips, input_size, chosen, device)
         if transform is not None:
             crops = torch.stack([transform(crop) for crop in crops])
         parts.append(crops)
@@ -691,7 +616,7 @@ def make_loader(
     device_decode: bool = False,
     check_sizes: bool = True,
     with_labels: bool = True,
-    crop_backend: str = "resized_crop",
+    resampling: str | None = None,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
     store_cache: str | Path | None = None,
@@ -716,7 +641,7 @@ def make_loader(
         device_decode=device_decode,
         check_sizes=check_sizes,
         with_labels=with_labels,
-        crop_backend=crop_backend,
+        resampling=resampling,
         store_cache=store_cache,
         source=source,
     )

@@ -258,8 +258,9 @@ def generate_on_client(
 ) -> GenerateSummary:
     """Create or resume the store, run its uncommitted blocks as dask tasks, report once."""
     started = time.perf_counter()
-    # The client loads the teacher on the CPU for the spec only (classes, provenance).
-    run = prepare_run(config, torch.device("cpu"))
+    # The client loads the teacher on the CPU for the spec only (classes, provenance); a
+    # new store records the crop path of the workers' device, which they all cut with.
+    run = prepare_run(config, torch.device("cpu"), workers_device(client, config.device))
     store = run.store
     summary = GenerateSummary(blocks_skipped=run.skipped)
     summary.dask_workers = len(client.scheduler_info(n_workers=-1)["workers"])
@@ -279,6 +280,16 @@ def generate_on_client(
             config.batch_size_on(torch.device("cpu")),
         )  # fmt: skip
     return summary
+
+
+def workers_device(client: Client, name: str) -> torch.device:
+    """The device the workers resolve ``--device`` to: the CPU unless every one has another."""
+    types = set(client.run(_device_type, name).values())
+    return torch.device(types.pop() if len(types) == 1 else "cpu")
+
+
+def _device_type(name: str) -> str:
+    return resolve_device(name).type
 
 
 def submit_blocks(

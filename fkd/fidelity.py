@@ -2,8 +2,8 @@
 
 For the first N decodable images of the store, on their stored boxes and flips:
 
-- the teacher's outputs on the crops generation cut on this device
-  (``fkd.crops.cut_teacher_crops``: uint8 per crop on CPU, batched
+- the teacher's outputs on the crops generation cut (the store's recorded
+  ``teacher.resampling``, else this device's: uint8 per crop on CPU, batched
   ``roi_align`` on a GPU) are compared with its outputs on the exact
   reference path (torchvision's ``resized_crop`` per crop, antialiased, on
   float pixels): mean KL(reference || fast);
@@ -64,6 +64,7 @@ def check_fidelity(
     from fkd.labels import decode_torch
 
     info, temperature = store.spec.teacher, store.spec.codec.temperature
+    resampling = crop_ops.teacher_resampling(info.resampling, info.interpolation, device)
     kl_paths, kl_stored, agree, crops, used = [], [], [], 0, 0
     for index in _first_ok_images(store, images):
         pixels, _ = decode_or_reason(source.path_of(index), 2**31)
@@ -72,8 +73,8 @@ def check_fidelity(
         batch = store.read_images([index])
         height, width = pixels.shape[:2]
         boxes = crop_ops.fractions_to_pixels(batch.boxes[0], height, width)
-        fast = crop_ops.cut_teacher_crops(
-            pixels, boxes, batch.flips[0], info.input_size, info.interpolation, device
+        fast = crop_ops.cut_pixel_boxes(
+            pixels, boxes, batch.flips[0], info.input_size, resampling, device
         )
         reference = crop_ops.cut_crops_reference(
             crop_ops.image_to_tensor(pixels, device),

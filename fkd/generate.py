@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import fkd
 from fkd import crops as crop_ops
+from fkd.crop_datasets import CropDataset
 from fkd.exceptions import FkdError, OptionError
 from fkd.fidelity import FidelityReport, check_fidelity
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
@@ -215,15 +216,19 @@ def build_spec(
     source: ImageSource,
     teacher: LoadedTeacher,
     crops: CropSpec | None = None,
+    device: torch.device | str = "cpu",
 ) -> StoreSpec:
     # The crops are resampled bilinearly on the device's fast path unless --interpolation
     # bicubic asks for the exact per-crop path: --check-fidelity measures the difference
     # (on real photos 0.004-0.005 nats for either fast path, much of it the rounding to
-    # whole grey levels, against 0.39 nats for top-5 encoding of 1000 classes).
+    # whole grey levels, against 0.39 nats for top-5 encoding of 1000 classes).  The
+    # path ``device`` gets is recorded, and every writer of the store cuts with it.
+    interpolation = config.interpolation or DEFAULT_CROP_INTERPOLATION
     info = replace(
         teacher.info,
         input_size=config.input_size or teacher.info.input_size,
-        interpolation=config.interpolation or DEFAULT_CROP_INTERPOLATION,
+        interpolation=interpolation,
+        resampling=crop_ops.resampling_for(device, interpolation).name,
     )
     classes = teacher.num_classes
     if codec_class(config.label_type).k_for(config.topk, classes) > classes:
@@ -295,6 +300,8 @@ def open_or_create_store(
     store = LabelStore.open(out, mode="r+")
     if store.spec.format_version < spec.format_version:  # blocks are written alike: resume it
         spec = replace(spec, format_version=store.spec.format_version, path_data_bytes=0)
+    # The crop path is the store's, whatever device resumes it (None: chosen per device).
+    spec = replace(spec, teacher=replace(spec.teacher, resampling=store.spec.teacher.resampling))
     differing = diff_generation(store.spec, spec)
     if differing:
         old, new = store.spec.generation_dict(), spec.generation_dict()
@@ -421,9 +428,21 @@ class CropCutter:
 
     crops: CropSpec
     size: int
-    interpolation: str
+    resampling: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    @classmethod
+    def for_store(cls, spec: StoreSpec, device: torch.device | str) -> CropCutter:
+        """The store's cutter: its recorded crop path, else (older stores) the device's."""
+        info = spec.teacher
+        path = crop_ops.teacher_resampling(info.resampling, info.interpolation, device)
+        return cls(spec.crops, info.input_size, path.name, info.mean, info.std)
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the cut runs on the CPU whatever the device (decode workers can do it)."""
+        return self.resampling == "uint8-bilinear"
 
     def cut(
         self, index: int, image: NDArray[np.uint8], device: torch.device | str = "cpu"
@@ -441,20 +460,21 @@ class CropCutter:
         flips: NDArray[np.bool_],
         device: torch.device | str,
     ) -> torch.Tensor:
-        crops = crop_ops.cut_teacher_crops(
-            image, boxes, flips, self.size, self.interpolation, device
-        )
+        resampling = crop_ops.get_resampling(self.resampling)
+        crops = crop_ops.cut_pixel_boxes(image, boxes, flips, self.size, resampling, device)
         return crop_ops.normalise(crops, self.mean, self.std)
 
 
 Decoded = tuple[int, NDArray[np.uint8] | None, str, float, "torch.Tensor | None"]
 
 
-class DecodeDataset(Dataset[Decoded]):
+class DecodeDataset(CropDataset, Dataset[Decoded]):
     """Decodes the images of the blocks to do, in order, in DataLoader workers.
 
-    With a ``cutter`` (CPU runs) the worker also cuts the image's crops, so the
-    cutting overlaps the teacher instead of running between its forward passes.
+    With a ``cutter`` (a crop path that runs on the CPU) the worker also cuts the
+    image's M crops, so the cutting overlaps the teacher instead of running between
+    its forward passes.  One of the crop datasets (``fkd.crop_datasets``): the cut is
+    ``fkd.crops``' cutter with the store's recorded resampling.
     """
 
     def __init__(
@@ -464,6 +484,7 @@ class DecodeDataset(Dataset[Decoded]):
         max_pixels: int,
         cutter: CropCutter | None = None,
     ) -> None:
+        super().__init__(cutter.size, cutter.resampling) if cutter else super().__init__(1)
         self.source = source
         self.indices = list(indices)
         self.max_pixels = max_pixels
@@ -525,8 +546,7 @@ class BlockLabeller:
 
     @property
     def cutter(self) -> CropCutter:
-        info = self.spec.teacher
-        return CropCutter(self.spec.crops, info.input_size, info.interpolation, info.mean, info.std)
+        return CropCutter.for_store(self.spec, self.device)
 
     def label(
         self,
@@ -709,12 +729,19 @@ class PreparedRun:
     skipped: int
 
 
-def prepare_run(config: GenerateConfig, device: torch.device) -> PreparedRun:
-    """Scan DATA, load the teacher on ``device``, create or resume the store, list the work."""
+def prepare_run(
+    config: GenerateConfig, device: torch.device, crop_device: torch.device | None = None
+) -> PreparedRun:
+    """Scan DATA, load the teacher on ``device``, create or resume the store, list the work.
+
+    A new store records the crop path of ``crop_device`` (default ``device``), the
+    device its writers will cut on.
+    """
     source = scan_source(config.data, hash_files=config.hash_files)
     teacher = load_teachers(config.teachers, config.weights, device)
     reference = open_reference(config, source)
-    spec = build_spec(config, source, teacher, reference.spec.crops if reference else None)
+    crops = reference.spec.crops if reference else None
+    spec = build_spec(config, source, teacher, crops, crop_device or device)
     check_redo_blocks(config.redo_blocks, spec.num_blocks, config.shard)  # before any write
     store = open_or_create_store(config.out, spec, source, config.overwrite)
     todo, skipped = blocks_for_shard(store, config.shard, config.redo_blocks)
@@ -776,11 +803,11 @@ def label_and_write_blocks(
     """
     indices = [i for b in blocks for i in range(*store.block_range(b))]
     writer = BlockWriter(store)
-    # On CPU, decode workers also cut the crops (not with --reference: its boxes are read).
-    precutting = labeller.device.type == "cpu" and labeller.reference is None
-    stream = decoded_images(
-        source, indices, workers, max_pixels, labeller.cutter if precutting else None
-    )
+    # Decode workers also cut the crops when the store's crop path runs on the CPU (not
+    # with --reference: its boxes are read).
+    cutter = labeller.cutter
+    precutting = (labeller.device.type == "cpu" or cutter.on_cpu) and labeller.reference is None
+    stream = decoded_images(source, indices, workers, max_pixels, cutter if precutting else None)
     done: list[BlockStats] = []
     try:
         for block in blocks:

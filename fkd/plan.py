@@ -163,8 +163,7 @@ def sample_crops(
     source: ImageSource, spec: StoreSpec, count: int, max_pixels: int, device: torch.device
 ) -> Sample:
     """Up to ``count`` normalised crops: the first crops of the first decodable images."""
-    info = spec.teacher
-    cutter = CropCutter(spec.crops, info.input_size, info.interpolation, info.mean, info.std)
+    cutter = CropCutter.for_store(spec, device)
     per_image = max(min(spec.crops_per_image, count), math.ceil(count / SAMPLE_MAX_IMAGES))
     parts: list[torch.Tensor] = []
     images = have = 0

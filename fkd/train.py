@@ -20,10 +20,17 @@ Label sources, per step:
 - ``online_teacher``: a live teacher labels the very crops the student sees
   (normalised with the teacher's mean/std, resized to its input size) each step:
   classical online KD with the same crop budget and schedule. With a store the
-  crops are the store's; without, boxes are sampled on the fly by the store's
-  sampler (``sample_boxes``) keyed by (seed, visit, image);
+  crops are the store's; without, they come from ``fkd.crop_datasets.SampledCropDataset``;
 - neither: hard labels (cross-entropy with ``label_smoothing``) on the same kind
   of random-resized crops, N per visit, so budgets compare.
+
+One crop path: without a store, boxes are drawn by the store's sampler for M =
+``crops_per_image`` crops per image (default N x visits, every crop fresh) with
+``seed``, and each visit takes the crops of the same ``crop_schedule`` the FKD loader
+uses; all three students cut through ``fkd.crops.cut`` with the CPU worker's
+resampling.  So a hard-label or online-KD run with the M, scale, ratio, flip
+probability and seed of a store sees exactly the FKD student's crops.  The metrics
+record the crop path (``crops_from``, ``resampling``).
 
 ``kd_stop_epoch`` switches to hard labels once that crop-epoch is reached
 (Cho & Hariharan 2019); ``alpha`` mixes a hard-label term into the soft loss.
@@ -70,14 +77,14 @@ from fkd.checkpoints import (
     set_rng_state,
     unwrap_model,
 )
+from fkd.crop_datasets import SampledCropDataset
 from fkd.exceptions import UserInputError
-from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
+from fkd.images import ImageSource, scan_source
 from fkd.losses import LossConfig, retemper, with_hard_labels
 from fkd.mixing import MixConfig, MixParams, apply_mix, mix_images, mix_targets, sample_mix
 from fkd.models.registry import build_model, model_defaults
 from fkd.progress import Progress
-from fkd.storage_formats import CodecSpec, CropSpec, sample_boxes
-from fkd.storage_formats.crop_sampler import draw_u64
+from fkd.storage_formats import CodecSpec, CropSpec
 from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 __all__ = [
@@ -134,6 +141,7 @@ class TrainConfig:
     overwrite: bool = False
     epochs: int = 10
     crops_per_visit: int = 4
+    crops_per_image: int | None = None
     batch_size: int = 256
     input_size: int | None = None
     scale: tuple[float, float] = (0.08, 1.0)
@@ -180,6 +188,15 @@ class TrainConfig:
             self.crops_per_visit >= 1, f"crops_per_visit must be >= 1, got {self.crops_per_visit}"
         )
         _require(
+            self.crops_per_image is None or self.labels is None,
+            f"crops_per_image: the store {self.labels} decides M; leave it out with labels",
+        )
+        _require(
+            self.crops_per_image is None or self.crops_per_image >= self.crops_per_visit,
+            f"crops_per_image must be >= crops_per_visit={self.crops_per_visit}, "
+            f"got {self.crops_per_image}",
+        )
+        _require(
             self.batch_size >= self.crops_per_visit,
             f"batch_size counts crops and must be >= crops_per_visit={self.crops_per_visit}, "
             f"got {self.batch_size}",
@@ -212,6 +229,19 @@ class TrainConfig:
             raise
         except ValueError as exc:
             raise TrainError(str(exc)) from exc
+
+    def sampled_crops(self) -> CropSpec:
+        """The crops of a run without a store: M per image (default N x visits, every
+        crop fresh), drawn by the store's sampler with ``seed``, so a store generated
+        with the same M, scale, ratio, flip probability and seed holds the same boxes."""
+        visits = math.ceil(self.epochs / self.crops_per_visit)
+        return CropSpec(
+            crops_per_image=self.crops_per_image or visits * self.crops_per_visit,
+            scale=self.scale,
+            ratio=self.ratio,
+            flip_prob=self.flip_prob,
+            seed=self.seed,
+        )
 
     @property
     def soft_labels(self) -> bool:
@@ -410,75 +440,6 @@ def build_scheduler(
 # --------------------------------------------------------------------------- data
 
 
-def visit_seed(seed: int, visit: int) -> int:
-    """The crop-sampler seed of one visit (boxes then depend on (seed, visit, image))."""
-    return int(draw_u64(seed, visit, 0, 0))
-
-
-class FolderCropDataset(Dataset[dict[str, Any]]):
-    """N random-resized crops per visit of every image of a folder, without a store.
-
-    Boxes come from the store's sampler (``sample_boxes``, ``fkd-rrc-v1``) with the
-    seed :func:`visit_seed` ``(seed, visit)``, so they are a pure function of
-    (seed, visit, image). Items have the layout of ``fkd.data.CropLabelDataset``
-    (``labels`` empty) and collate with ``fkd.data.collate_crops``.
-    """
-
-    def __init__(
-        self,
-        source: ImageSource,
-        crops_per_visit: int,
-        input_size: int,
-        seed: int,
-        scale: tuple[float, float],
-        ratio: tuple[float, float],
-        flip_prob: float,
-    ) -> None:
-        self.source = source
-        self.crops_per_visit = int(crops_per_visit)
-        self.input_size = int(input_size)
-        self.seed = int(seed)
-        self.crop_options = {"scale": scale, "ratio": ratio, "flip_prob": flip_prob}
-        CropSpec(crops_per_image=self.crops_per_visit, **self.crop_options)  # type: ignore[arg-type]
-        self.targets = source.manifest.targets.astype(np.int64)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.source.manifest)
-
-    def crop_spec(self, visit: int) -> CropSpec:
-        return CropSpec(
-            crops_per_image=self.crops_per_visit,
-            seed=visit_seed(self.seed, visit),
-            **self.crop_options,  # type: ignore[arg-type]
-        )
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        index = int(i)
-        visit = getattr(i, "visit", self.epoch)
-        path = self.source.path_of(index)
-        image, reason = decode_or_reason(path, DEFAULT_MAX_PIXELS)
-        if image is None:
-            raise TrainError(f"{path}: cannot decode ({reason}); remove or fix it")
-        height, width = image.shape[:2]
-        boxes, flips = sample_boxes(
-            self.crop_spec(visit), np.array([index]), np.array([height]), np.array([width])
-        )
-        crops = crop_ops.cut_crops(
-            crop_ops.image_to_tensor(image), boxes[0].astype(np.float64), flips[0], self.input_size
-        )
-        return {
-            "images": crops,
-            "labels": {},
-            "target": int(self.targets[index]),
-            "image_index": index,
-            "crops": torch.arange(self.crops_per_visit, dtype=torch.int64),
-        }
-
-
 @dataclass
 class TrainData:
     """The training loader and what the loop needs to know about it."""
@@ -495,6 +456,17 @@ class TrainData:
     def set_epoch(self, epoch: int) -> None:
         for part in (self.dataset, self.sampler):
             part.set_epoch(epoch)
+
+    @property
+    def crop_path(self) -> dict[str, Any]:
+        """Where the crops' boxes come from and how they are resampled (for the metrics)."""
+        dataset = self.dataset
+        if isinstance(dataset, SampledCropDataset):
+            spec = dataset.crops
+            crops_from = f"sampled M={spec.crops_per_image} seed={spec.seed} {spec.sampler}"
+        else:
+            crops_from = f"store {dataset.location} M={dataset.crops_per_image}"
+        return {"crops_from": crops_from, "resampling": dataset.resampling.name}
 
     @property
     def targets(self) -> np.ndarray:
@@ -573,15 +545,8 @@ def load_data(
             codec,
             codec.temperature,
         )
-    folder = FolderCropDataset(
-        source,
-        config.crops_per_visit,
-        input_size,
-        config.seed,
-        config.scale,
-        config.ratio,
-        config.flip_prob,
-    )
+    crops = config.sampled_crops()
+    folder = SampledCropDataset(source, crops, config.crops_per_visit, input_size, config.seed)
     targets = folder.targets
     if teacher_classes is None:
         _require(
@@ -1242,6 +1207,7 @@ def _train(
         f"crops/visit ({what}), {schedule.visits} epochs = {config.epochs} crop-epochs, "
         f"{schedule.steps_per_visit} steps/epoch, {dist_info.world_size} process(es), {device}"
     )
+    say(f"crops: {data.crop_path['crops_from']}, resampled {data.crop_path['resampling']}")
     bar = (
         Progress(data.num_images * (schedule.visits - start_visit), "train: ", enabled=progress)
         if dist_info.is_main
@@ -1288,6 +1254,7 @@ def _train(
             "soft_steps": stats.soft_steps,
             "hard_steps": stats.hard_steps,
             "world_size": dist_info.world_size,
+            **data.crop_path,
         }
         metrics.append(record)
         if bar is not None and bar.enabled:

@@ -123,13 +123,13 @@ def one_line(error: pytest.ExceptionInfo[BaseException], *fragments: str) -> str
 # --------------------------------------------------------------------------- fidelity
 
 
-@pytest.mark.parametrize("backend", ["resized_crop", "roi_align"])
+@pytest.mark.parametrize("backend", ["uint8-bilinear", "roi-align-bilinear"])
 def test_loader_batch_equals_reference_crops_and_stored_labels(
     photos: Path, store: Path, backend: str
 ) -> None:
     loader, dataset, _ = make_loader(
         photos, store, batch_images=4, crops_per_visit=4, input_size=FIDELITY_SIZE, workers=0,
-        shuffle=False, crop_backend=backend,
+        shuffle=False, resampling=backend,
     )
     batch = next(iter(loader))
     handle = LabelStore.open(store)
@@ -160,7 +160,7 @@ def test_loader_batch_equals_reference_crops_and_stored_labels(
         # CPU one, roi_align the GPU one.
         teacher_view = (
             crop_ops.cut_crops(tensor, boxes, flips, FIDELITY_SIZE)
-            if backend == "roi_align"
+            if backend == "roi-align-bilinear"
             else crop_ops.cut_teacher_crops(pixels, boxes, flips, FIDELITY_SIZE, "bilinear", "cpu")
         )
         torch.testing.assert_close(batch["images"][rows], teacher_view)
@@ -410,7 +410,7 @@ def test_dataset_pickles_without_its_store_handle(photos: Path, store: Path) -> 
 
 
 def test_device_decode_matches_decoding_in_the_worker(photos: Path, store: Path) -> None:
-    worker = CropLabelDataset(photos, store, input_size=SIZE, crop_backend="roi_align")
+    worker = CropLabelDataset(photos, store, input_size=SIZE)
     device = CropLabelDataset(photos, store, input_size=SIZE, device_decode=True)
     items = [device[i] for i in range(4)]
     assert [item["encoded"] is not None for item in items] == [True, True, False, False]

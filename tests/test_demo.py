@@ -55,4 +55,11 @@ def test_quick_demo_writes_every_artefact_from_its_own_run(tmp_path: Path) -> No
     markdown = (tmp_path / "report.md").read_text()
     assert "| FKD (stored labels) |" in markdown and "| online KD |" in markdown
     assert "fkd generate " in markdown
+    # The report says each student's crop path: one sampler, one schedule, one resampling.
+    paths = report["crop_paths"]
+    assert paths["fkd"].startswith("store ") and "resampled uint8-bilinear" in paths["fkd"]
+    for method in ("hard", "online_kd"):
+        assert paths[method].startswith("sampled M=2 seed=0 fkd-rrc-v1"), paths[method]
+        assert paths[method].endswith("resampled uint8-bilinear")
+    assert f"- hard labels: {paths['hard']}" in markdown
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

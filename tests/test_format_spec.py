@@ -72,6 +72,7 @@ TEACHER_KEYS = {
     "interpolation",
     "weights_sha256",
     "class_names",
+    "resampling",
 }
 FIELDS = {
     "hard": ("index",),

@@ -225,8 +225,11 @@ def test_real_teacher_labels_real_photos(
     assert (spec.num_images, spec.crops_per_image, spec.block_size) == (4, 8, 2)
     assert (spec.codec.name, spec.codec.k) == ("marginal_smoothing", 5)
     assert spec.codec.num_classes == 1000
-    # The teacher's provenance, with the crop resampling actually used (bilinear by default).
-    assert spec.teacher == dataclasses.replace(lite.info, interpolation="bilinear")
+    # The teacher's provenance, with the crop resampling actually used (bilinear by default)
+    # and the crop path the CPU took, which every writer of this store cuts with.
+    assert spec.teacher == dataclasses.replace(
+        lite.info, interpolation="bilinear", resampling="uint8-bilinear"
+    )
     assert spec.teacher.weights_sha256 == sha256_file(efficientnet_lite0_weights_path())
     assert spec.manifest_digest == scan_source(photos).manifest.digest()
     assert store.manifest.paths == (

@@ -44,7 +44,6 @@ from fkd.datasets import read_split
 from fkd.models.registry import build_model
 from fkd.train import (
     CropSchedule,
-    FolderCropDataset,
     TrainConfig,
     TrainError,
     lr_factor,
@@ -266,10 +265,13 @@ def test_mix_generator_is_keyed_by_seed_visit_rank() -> None:
 
 @needs_fashion
 def test_on_the_fly_crops_are_a_function_of_seed_visit_image(fashion: Path) -> None:
+    from fkd.crop_datasets import SampledCropDataset
     from fkd.data import ScheduledIndex
     from fkd.images import scan_source
+    from fkd.storage_formats import CropSpec
 
-    dataset = FolderCropDataset(scan_source(fashion), 3, 28, 5, (0.35, 1.0), (0.75, 4 / 3), 0.5)
+    crops = CropSpec(crops_per_image=30, scale=(0.35, 1.0), seed=5)
+    dataset = SampledCropDataset(scan_source(fashion), crops, 3, 28, 5)
     first = dataset[ScheduledIndex(7, 2)]
     assert first["images"].shape == (3, 3, 28, 28)
     assert torch.equal(first["images"], dataset[ScheduledIndex(7, 2)]["images"])

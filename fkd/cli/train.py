@@ -64,6 +64,16 @@ def _training_options(func: Any) -> Any:
             help="N: crops cut from each decode of an image (at most the store's M).",
         ),
         click.option(
+            "--crops-per-image",
+            "-m",
+            type=click.IntRange(min=1),
+            default=None,
+            help="M without a store: each image's crops are drawn from M boxes of the "
+            "store's sampler with --seed, N per visit, each once per M/N visits "
+            "[default: N x visits, every crop fresh]. With a store's M, --seed, --scale and "
+            "--ratio, hard labels and --online-teacher see exactly the FKD student's crops.",
+        ),
+        click.option(
             "--batch-size",
             "-b",
             type=click.IntRange(min=1),

@@ -25,6 +25,8 @@ SUPPORTED_FORMAT_VERSIONS = (1, 2)
 VALUE_DTYPES = ("float16", "uint8")
 BOX_SAMPLERS = ("fkd-rrc-v1", "stored")
 INTERPOLATIONS = ("bilinear", "bicubic")
+# How crops are cut and resized (``fkd.crops.RESAMPLING_REGISTRY`` implements each name).
+RESAMPLINGS = ("uint8-bilinear", "roi-align-bilinear", "float-bilinear", "float-bicubic")
 
 # Caps applied to every store we create or open.  They bound what an untrusted
 # store can make a reader allocate.
@@ -183,9 +185,16 @@ class TeacherInfo:
     interpolation: str = "bilinear"
     weights_sha256: str | None = None
     class_names: tuple[str, ...] | None = None
+    # The crop path the teacher's crops took (one of RESAMPLINGS); None: not recorded
+    # (stores written before fkd recorded it, whose writers chose by device).
+    resampling: str | None = None
 
     def __post_init__(self) -> None:
         _require(bool(self.spec), "teacher spec must be a non-empty string")
+        _require(
+            self.resampling is None or self.resampling in RESAMPLINGS,
+            f"teacher resampling must be one of {list(RESAMPLINGS)}, got {self.resampling!r}",
+        )
         _require(
             isinstance(self.input_size, int) and 1 <= self.input_size <= 8192,
             f"teacher input_size must be an integer in [1, 8192], got {self.input_size!r}",
@@ -206,6 +215,8 @@ class TeacherInfo:
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
         data["class_names"] = None if self.class_names is None else list(self.class_names)
+        if self.resampling is None:  # a store written before the key existed stays as it was
+            del data["resampling"]
         return data
 
     @classmethod
