@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fkd.devices import resolve_device
 from fkd.generate import (
     BlockLabeller,
     BlockStats,
@@ -43,7 +44,6 @@ from fkd.generate import (
     finish_summary,
     label_and_write_blocks,
     prepare_run,
-    resolve_device,
 )
 from fkd.images import ImageSource
 from fkd.progress import Progress

@@ -177,7 +177,7 @@ def load_and_evaluate(
     workers: int,
     crop_pct: float,
 ) -> Accuracy:
-    from fkd.generate import resolve_device
+    from fkd.devices import resolve_device
 
     teacher = load_teachers(specs, weights, resolve_device(device))
     return evaluate_teacher(teacher, data, batch_size, workers, crop_pct)

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 import fkd
 from fkd import crops as crop_ops
 from fkd.crop_datasets import CropDataset
+from fkd.devices import device_autocast, resolve_device
 from fkd.exceptions import FkdError, OptionError
 from fkd.fidelity import FidelityReport, check_fidelity
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
@@ -196,19 +197,6 @@ class GenerateSummary:
 
 
 # Building the spec ---------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise OptionError("--device", f"{name!r}: use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GenerateError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
 
 
 def build_spec(
@@ -658,13 +646,6 @@ def _take(pending: list[torch.Tensor], count: int) -> tuple[torch.Tensor, list[t
     joined = torch.cat(pending) if len(pending) > 1 else pending[0]
     rest = [joined[count:]] if len(joined) > count else []
     return joined[:count], rest
-
-
-def device_autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
 
 
 # Writing off the critical path ---------------------------------------------------

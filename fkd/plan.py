@@ -24,14 +24,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from fkd.devices import device_autocast, resolve_device
 from fkd.generate import (
     CropCutter,
     GenerateConfig,
     GenerateError,
     build_spec,
-    device_autocast,
     open_reference,
-    resolve_device,
     shard_blocks,
 )
 from fkd.images import ImageSource, decode_or_reason, scan_source

@@ -78,6 +78,8 @@ from fkd.checkpoints import (
     unwrap_model,
 )
 from fkd.crop_datasets import SampledCropDataset
+from fkd.devices import AMP_MODES, autocast, resolve_device
+from fkd.devices import amp_dtype as choose_amp_dtype
 from fkd.exceptions import UserInputError
 from fkd.images import ImageSource, scan_source
 from fkd.losses import LossConfig, retemper, with_hard_labels
@@ -106,7 +108,6 @@ __all__ = [
 METRICS_FILE = "metrics.jsonl"
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 LOSS_NAMES = ("soft_ce", "kl", "dist")
 
 
@@ -318,7 +319,6 @@ class Distributed:
 
 def init_distributed(device_name: str) -> Distributed:
     """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (gloo on CPU, nccl on GPU)."""
-    from fkd.generate import resolve_device
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
@@ -703,7 +703,7 @@ def evaluate(
                 continue
             x = _normalise(images[valid].to(device), mean, std, channels_last)
             y = targets[valid].to(device)
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 logits = module(x)
             logits = logits.float()
             top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
@@ -725,23 +725,6 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------- one epoch
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16/fp16 on CUDA (``auto``: bf16 where supported), none on CPU."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "fp16":
-        return torch.float16
-    if mode == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def mix_generator(seed: int, visit: int, rank: int) -> torch.Generator:
@@ -808,7 +791,7 @@ def _teacher_targets(ctx: StepContext, images: Tensor) -> Tensor:
             align_corners=False,
         )
     x = crop_ops.normalise(x, info.mean, info.std)
-    with torch.inference_mode(), _autocast(ctx.dist.device, ctx.amp_dtype):
+    with torch.inference_mode(), autocast(ctx.dist.device, ctx.amp_dtype):
         probs = ctx.teacher.probabilities(x, ctx.target_temperature)
     return probs.float().clone()
 
@@ -868,7 +851,7 @@ def train_step(
         x, soft = apply_mix(x, soft, params)
     else:
         x = mix_images(x, params)
-    with _autocast(device, ctx.amp_dtype):
+    with autocast(device, ctx.amp_dtype):
         logits = ctx.model(x)
     if soft is not None:
         assert ctx.loss_fn is not None
@@ -1153,7 +1136,7 @@ def _train(
     schedule = CropSchedule(config.epochs, config.crops_per_visit, len(data.loader))
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, schedule)
-    amp_dtype = resolve_amp(config.amp, device)
+    amp_dtype = choose_amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     target_temperature = config.temperature or (data.store_temperature if teacher is None else 1.0)
     ctx = StepContext(
@@ -1314,7 +1297,6 @@ def evaluate_checkpoint(
     crop_pct: float = 0.875,
 ) -> EvalResult:
     """Top-1/top-5 of a ``fkd train`` checkpoint on ``DATA/val`` (or DATA itself)."""
-    from fkd.generate import resolve_device
 
     checkpoint = load_checkpoint(checkpoint_path)
     arch = model_name or checkpoint["arch"]
