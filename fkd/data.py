@@ -7,12 +7,12 @@ cut from one decode of the image, and the batch carries their stored labels.
 
 Pieces:
 
-- ``crop_schedule(seed, image, visit, M, N)`` (``fkd.crop_datasets``): which
+- ``crop_schedule(seed, image, visit, M, N)`` (``fkd.crops.schedule``): which
   stored crops visit ``visit`` of ``image`` uses, a pure function every rank and
   worker agrees on.
 - ``CropLabelDataset``: checks on open that the store and the image folder
   agree, then ``dataset[i]`` decodes image ``i`` once, cuts its scheduled
-  crops (``fkd.crop_datasets.CropDataset.cut``, the cutter every student shares)
+  crops (``fkd.crops.datasets.CropDataset.cut``, the cutter every student shares)
   and returns them with their stored labels.  A DataLoader batch is
   read from the store in one ``read_images`` call (``__getitems__``).
 - ``CropScheduleSampler``: ``DistributedSampler`` semantics (disjoint images
@@ -55,7 +55,8 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fkd import crops as crop_ops
-from fkd.crop_datasets import CropDataset, ScheduledIndex, crop_schedule
+from fkd.crops.datasets import CropDataset
+from fkd.crops.schedule import ScheduledIndex, crop_schedule
 from fkd.exceptions import UserInputError
 from fkd.images import (
     JPEG_MAGIC,
@@ -109,7 +110,7 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
     decoded, and cut by ``fkd.crops.cut`` with ``resampling`` (a name of
     ``fkd.crops.RESAMPLING_REGISTRY``; None: the CPU worker's,
     ``resampling_for("cpu")`` = ``"uint8-bilinear"``), the cutter the hard-label
-    and online-KD students (``fkd.crop_datasets.SampledCropDataset``) share, so
+    and online-KD students (``fkd.crops.datasets.SampledCropDataset``) share, so
     all three cut the same pixels.  ``"roi-align-bilinear"`` is the teacher's
     path when ``fkd generate`` ran on a GPU (a student crop then equals the crop
     the teacher labelled, to float rounding), but it is 4-6x slower on a CPU

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import fkd
 from fkd import crops as crop_ops
-from fkd.crop_datasets import CropDataset
+from fkd.crops.datasets import CropDataset
 from fkd.devices import device_autocast, resolve_device
 from fkd.exceptions import FkdError, OptionError
 from fkd.fidelity import FidelityReport, check_fidelity
@@ -461,7 +461,7 @@ class DecodeDataset(CropDataset, Dataset[Decoded]):
 
     With a ``cutter`` (a crop path that runs on the CPU) the worker also cuts the
     image's M crops, so the cutting overlaps the teacher instead of running between
-    its forward passes.  One of the crop datasets (``fkd.crop_datasets``): the cut is
+    its forward passes.  One of the crop datasets (``fkd.crops.datasets``): the cut is
     ``fkd.crops``' cutter with the store's recorded resampling.
     """
 

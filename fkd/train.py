@@ -20,7 +20,7 @@ Label sources, per step:
 - ``online_teacher``: a live teacher labels the very crops the student sees
   (normalised with the teacher's mean/std, resized to its input size) each step:
   classical online KD with the same crop budget and schedule. With a store the
-  crops are the store's; without, they come from ``fkd.crop_datasets.SampledCropDataset``;
+  crops are the store's; without, they come from ``fkd.crops.datasets.SampledCropDataset``;
 - neither: hard labels (cross-entropy with ``label_smoothing``) on the same kind
   of random-resized crops, N per visit, so budgets compare.
 
@@ -77,7 +77,7 @@ from fkd.checkpoints import (
     set_rng_state,
     unwrap_model,
 )
-from fkd.crop_datasets import SampledCropDataset
+from fkd.crops.datasets import SampledCropDataset
 from fkd.devices import AMP_MODES, autocast, resolve_device
 from fkd.devices import amp_dtype as choose_amp_dtype
 from fkd.exceptions import UserInputError

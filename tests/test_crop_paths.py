@@ -20,7 +20,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from fkd import crops as crop_ops
-from fkd.crop_datasets import SampledCropDataset, ScheduledIndex
+from fkd.crops.datasets import SampledCropDataset
+from fkd.crops.schedule import ScheduledIndex
 from fkd.data import CropLabelDataset
 from fkd.generate import CropCutter, GenerateConfig, generate, open_or_create_store
 from fkd.images import decode_image, scan_source

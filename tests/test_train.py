@@ -265,7 +265,7 @@ def test_mix_generator_is_keyed_by_seed_visit_rank() -> None:
 
 @needs_fashion
 def test_on_the_fly_crops_are_a_function_of_seed_visit_image(fashion: Path) -> None:
-    from fkd.crop_datasets import SampledCropDataset
+    from fkd.crops.datasets import SampledCropDataset
     from fkd.data import ScheduledIndex
     from fkd.images import scan_source
     from fkd.storage_formats import CropSpec

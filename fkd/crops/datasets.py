@@ -13,10 +13,7 @@ given device the crops of a (box, flip) pair are the same pixels whoever asks:
 - ``fkd.generate.DecodeDataset``: generate's decode workers cut all M crops of an
   image for the teacher.
 
-``crop_schedule(seed, image, visit, M, N)`` is which stored crops visit ``visit`` of
-``image`` uses.  Visits walk a permutation of the M crops keyed by
-``(seed, image, cycle)``, so within one cycle every crop is used once before any
-repeats.  It is a pure function: every rank and worker agrees without talking.
+Which crops a visit uses is ``fkd.crops.schedule.crop_schedule``.
 """
 
 from __future__ import annotations
@@ -29,71 +26,13 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
-from fkd import crops as crop_ops
+from fkd.crops.cut import cut
+from fkd.crops.resampling import get_resampling, resampling_for
+from fkd.crops.schedule import crop_schedule
 from fkd.exceptions import UserInputError
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason
 from fkd.storage_formats import CropSpec
 from fkd.storage_formats.crop_sampler import boxes_to_fractions, sample_boxes
-
-# The crop schedule -----------------------------------------------------------------
-
-
-def crop_schedule(
-    seed: int, image: int, visit: int, crops_per_image: int, crops_per_visit: int
-) -> NDArray[np.int64]:
-    """The stored crops (indices into M) used at visit ``visit`` of image ``image``.
-
-    Visit v takes positions ``v*N .. v*N + N - 1`` of an endless sequence made
-    of permutations of the M crops, one permutation per cycle ``c = position // M``,
-    each drawn from ``np.random.default_rng(SeedSequence([seed, image, c]))``.
-    So every crop is used exactly once per cycle; when M % N != 0 a visit that
-    straddles two cycles takes the tail of one permutation and the head of the next.
-    """
-    m, n = int(crops_per_image), int(crops_per_visit)
-    if not 1 <= n <= m:
-        raise ValueError(f"crops_per_visit must lie in [1, crops_per_image={m}], got {n}")
-    if seed < 0 or image < 0 or visit < 0:
-        raise ValueError(f"seed, image and visit must be >= 0, got {seed}, {image}, {visit}")
-    start = visit * n
-    first = start // m
-    out = np.empty(n, dtype=np.int64)
-    filled = 0
-    for cycle in range(first, (start + n - 1) // m + 1):
-        perm = _cycle_permutation(seed, image, cycle, m)
-        lo = max(start - cycle * m, 0)
-        hi = min(start + n - cycle * m, m)
-        out[filled : filled + hi - lo] = perm[lo:hi]
-        filled += hi - lo
-    return out
-
-
-def _cycle_permutation(seed: int, image: int, cycle: int, m: int) -> NDArray[np.int64]:
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(image), int(cycle)]))
-    return rng.permutation(m).astype(np.int64)
-
-
-class ScheduledIndex(int):
-    """A dataset index that also carries the visit (epoch) it is drawn for.
-
-    ``CropScheduleSampler`` yields these, so the epoch travels with each index
-    into persistent DataLoader workers; it is an ``int`` everywhere else.
-    """
-
-    visit: int
-
-    def __new__(cls, index: int, visit: int) -> ScheduledIndex:
-        value = super().__new__(cls, index)
-        value.visit = int(visit)
-        return value
-
-    def __reduce__(self) -> tuple[Any, tuple[int, int]]:
-        return ScheduledIndex, (int(self), self.visit)
-
-    def __repr__(self) -> str:
-        return f"ScheduledIndex({int(self)}, visit={self.visit})"
-
-
-# The family ------------------------------------------------------------------------
 
 
 class CropDataset:
@@ -114,9 +53,7 @@ class CropDataset:
             raise ValueError(f"input_size must be positive, got {input_size}")
         self.input_size = int(input_size)
         self.resampling = (
-            crop_ops.resampling_for("cpu")
-            if resampling is None
-            else crop_ops.get_resampling(resampling)
+            resampling_for("cpu") if resampling is None else get_resampling(resampling)
         )
         self.transform = transform
         self.epoch = 0
@@ -134,7 +71,7 @@ class CropDataset:
         self, pixels: NDArray[np.uint8], fractions: NDArray[np.float64], flips: NDArray[np.bool_]
     ) -> torch.Tensor:
         """The crops ``[N, 3, S, S]`` (float32, 0..255) of fraction boxes of ``pixels``."""
-        crops = crop_ops.cut(pixels, fractions, flips, self.input_size, self.resampling)
+        crops = cut(pixels, fractions, flips, self.input_size, self.resampling)
         if self.transform is not None:
             crops = torch.stack([self.transform(crop) for crop in crops])
         return crops
