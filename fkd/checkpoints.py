@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from fkd.exceptions import UserInputError
+from fkd.weights import WeightsFileError, load_weights_only
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -221,28 +222,20 @@ def resolve_checkpoint_path(path: str | os.PathLike[str]) -> Path:
     return candidate
 
 
-def _short_reason(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    marker = "WeightsUnpickler error:"
-    for line in lines:
-        if marker in line:
-            return line.split(marker, 1)[1].strip().split(". ", 1)[0]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint (a file, or a folder holding ``checkpoint.pt``) onto the CPU.
 
-    Uses ``torch.load(weights_only=True)`` only; a file that is not a plain checkpoint
-    dict with ``model``, ``arch`` and ``num_classes`` is refused with a one-line error.
+    Reads with :func:`fkd.weights.load_weights_only` (``torch.load(weights_only=True)``)
+    only; a file that is not a plain checkpoint dict with ``model``, ``arch`` and
+    ``num_classes`` is refused with a one-line error.
     """
     source = resolve_checkpoint_path(path)
     try:
-        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        checkpoint = load_weights_only(source)
+    except WeightsFileError as exc:
         raise CheckpointError(
             f"cannot read checkpoint {os.fspath(source)!r} as a plain tensor checkpoint "
-            f"({_short_reason(exc)})"
+            f"({exc.reason})"
         ) from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(

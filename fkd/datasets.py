@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fkd.exceptions import UserInputError
+from fkd.hashing import file_hexdigest
 from fkd.worker_lifetime import die_with_parent
 
 __all__ = [
@@ -164,11 +165,7 @@ def download_fashion_mnist(
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for piece in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
+    return file_hexdigest(path, lambda: hashlib.md5(usedforsecurity=False))
 
 
 # Reading IDX ------------------------------------------------------------------------

@@ -28,4 +28,18 @@ class OptionError(UserInputError):
         self.option = option
 
 
-__all__ = ["FkdError", "OptionError", "UserInputError"]
+def short_reason(exc: BaseException) -> str:
+    """One line saying why ``exc`` happened: ``"TypeName: first line"``.
+
+    Library messages often span many lines; for ``torch.load(weights_only=True)`` the
+    line after ``WeightsUnpickler error:`` is the reason, up to its first sentence.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    marker = "WeightsUnpickler error:"
+    for line in lines:
+        if marker in line:
+            return f"{type(exc).__name__}: {line.split(marker, 1)[1].strip().split('. ', 1)[0]}"
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+__all__ = ["FkdError", "OptionError", "UserInputError", "short_reason"]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from fkd.models import registry
+from fkd.models import IMAGENET_MEAN, IMAGENET_STD, ModelDefaults, registry
 from fkd.models.registry import (
     ModelError,
     build_model,
     model_defaults,
     model_names,
     register_model,
+    resolve_model_name,
 )
+from fkd.teachers import TeacherError, load_teacher
 
 SMALL = ("cnn_4_8_16", "cnn_8_16_32", "cnn_teacher")
 
@@ -127,3 +131,69 @@ def test_fkd_models_exports_build_model() -> None:
     import fkd.models
 
     assert fkd.models.build_model is build_model
+
+
+# --------------------------------------------------------------------------- one resolver
+
+
+def _teacher_preprocessing(name: str, tmp_path: Path) -> ModelDefaults:
+    """What ``load_teacher(name)`` preprocesses with (a weights file, so no download)."""
+    torch.manual_seed(0)
+    path = tmp_path / "weights.pt"
+    torch.save(build_model(name, 1000).state_dict(), path)
+    info = load_teacher(name, weights=path).info
+    return ModelDefaults(info.input_size, info.mean, info.std, info.interpolation)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "torchvision:resnet18",
+        "torchvision:efficientnet_b0",
+        "timm:resnet18",
+        "timm:vit_tiny_patch16_224",
+    ],
+)
+def test_a_student_and_a_teacher_of_one_name_preprocess_the_same(name: str, tmp_path: Path) -> None:
+    assert _teacher_preprocessing(name, tmp_path) == model_defaults(name)
+
+
+def test_torchvision_names_resolve_with_or_without_the_scheme() -> None:
+    bare, prefixed = resolve_model_name("resnet18"), resolve_model_name("torchvision:resnet18")
+    assert bare == prefixed == resolve_model_name(" ResNet18 ")
+    assert prefixed.spec == "torchvision:resnet18"
+    # The preprocessing of a torchvision architecture is its DEFAULT weights' transforms.
+    assert model_defaults("efficientnet_b0") == model_defaults("torchvision:efficientnet_b0")
+    assert model_defaults("efficientnet_b0").interpolation == "bicubic"
+    assert resolve_model_name("cnn_teacher").spec == "cnn_teacher"
+
+
+def test_timm_interpolation_defaults_to_bicubic_for_students_and_teachers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import timm
+
+    # A timm model whose pretrained config says nothing: timm's own default, bicubic.
+    monkeypatch.setattr(timm, "get_pretrained_cfg", lambda *args, **kwargs: None)
+    expected = ModelDefaults(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic")
+    assert model_defaults("timm:resnet18") == expected
+    assert _teacher_preprocessing("timm:resnet18", tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "meant"),
+    [("resnet50", "torchvision:resnet50"), ("cnn_teacher", "fkd:cnn_teacher with --weights CKPT")],
+)
+def test_a_bare_model_name_as_teacher_names_the_spec_meant(spec: str, meant: str) -> None:
+    message = f"unknown teacher spec '{spec}'; did you mean {meant}?"
+    with pytest.raises(TeacherError, match=re.escape(message)):
+        load_teacher(spec)
+
+
+def test_unknown_timm_and_torchvision_names_suggest_close_ones() -> None:
+    with pytest.raises(ModelError, match="unknown timm model 'resnet18x'; did you mean resnet18"):
+        model_defaults("timm:resnet18x")
+    with pytest.raises(ModelError, match="unknown torchvision architecture 'resnet19'"):
+        build_model("torchvision:resnet19", 10)
+    with pytest.raises(ModelError, match="not an image classifier"):
+        model_defaults("torchvision:fasterrcnn_resnet50_fpn")

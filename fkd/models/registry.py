@@ -1,60 +1,72 @@
-"""Student (and teacher) architectures by name: ``build_model(arch, num_classes)``.
+"""The model registry: one resolver of model names, for students and teachers alike.
 
-``arch`` is one of
+A model name is one of
 
 - a registered name (``model_names()``): the small CNNs of ``fkd.models.small`` for
-  28-32 px images, and ``efficientnet_lite0`` (randomly initialised);
-- a torchvision classification model, ``resnet18`` or ``torchvision:resnet18``, built
-  with ``torchvision.models.get_model(name, weights=None, num_classes=...)``;
-- ``timm:<name>`` when timm is installed (``timm.create_model(name, pretrained=False)``).
+  28-32 px images, ``efficientnet_lite0``, and whatever :func:`register_model` added;
+- a torchvision classification model, ``torchvision:resnet18`` or just ``resnet18``;
+- ``timm:<name>`` when timm is installed (a pretrained tag such as ``.a1_in1k`` is fine).
+
+:func:`resolve_model_name` turns a name into a :class:`ModelName`, which builds the
+architecture (:meth:`ModelName.build`) and knows the preprocessing it is designed for
+(:meth:`ModelName.defaults`): a registered model's own, a torchvision model's
+``DEFAULT`` weights transforms, a timm model's ``pretrained_cfg`` (bicubic where it
+says nothing, as in timm). ``fkd train`` builds students with :func:`build_model` and
+takes :func:`model_defaults` unless told otherwise, and ``fkd.teachers`` resolves the
+``torchvision:`` and ``timm:`` teacher specs and ``fkd:<arch>`` checkpoints through the
+same functions, so a student and a teacher of one name preprocess the same way.
 
 Every model maps normalised ``[B, in_channels, S, S]`` images to ``[B, num_classes]``
-logits.  :func:`model_defaults` gives the input size, mean, std and interpolation a
-model expects, which ``fkd train`` uses unless told otherwise and writes into its
-checkpoints (so ``fkd:<arch>`` teacher specs preprocess the same way).
+logits.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 from torch import nn
 
-from fkd.exceptions import UserInputError
+import fkd.models.efficientnet_lite as lite
+from fkd.models.errors import ModelError
+from fkd.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ModelDefaults
+from fkd.models.small import (
+    SMALL_INPUT_SIZE,
+    SMALL_MEAN,
+    SMALL_STD,
+    cnn_4_8_16,
+    cnn_8_16_32,
+    cnn_teacher,
+)
+from fkd.models.timm_models import build_timm, check_timm_name, timm_preprocessing
+from fkd.models.torchvision_models import (
+    build_torchvision,
+    check_torchvision_arch,
+    torchvision_classifiers,
+    torchvision_default_weights,
+    torchvision_preprocessing,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ModelDefaults",
     "ModelError",
+    "ModelName",
     "build_model",
+    "describe_models",
     "model_defaults",
     "model_names",
     "register_model",
+    "resolve_model_name",
 ]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 ModelFactory = Callable[[int, int], nn.Module]
 """``factory(num_classes, in_channels)`` returns a freshly initialised module."""
 
-
-class ModelError(UserInputError):
-    """An architecture name or option the user has to fix."""
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """The preprocessing a model is designed for."""
-
-    input_size: int = 224
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bilinear"
+Source = Literal["registered", "torchvision", "timm"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,6 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_TORCHVISION_PREFIX = "torchvision:"
-_TIMM_PREFIX = "timm:"
 
 
 def register_model(
@@ -97,46 +107,72 @@ def register_model(
     return register
 
 
-def _ensure_builtins() -> None:
-    """Import the modules whose decorators register the built-in models."""
-    import fkd.models.small  # noqa: F401
-
-
 def model_names() -> list[str]:
     """The registered (built-in and user-registered) model names, sorted."""
-    _ensure_builtins()
     return sorted(_REGISTRY)
 
 
 def describe_models() -> list[tuple[str, str]]:
     """``(name, one-line description)`` of every registered model."""
-    _ensure_builtins()
     return [(name, _REGISTRY[name].description) for name in sorted(_REGISTRY)]
 
 
-def _torchvision_names() -> list[str]:
-    from torchvision import models
+@dataclass(frozen=True)
+class ModelName:
+    """A resolved model name: where the architecture comes from, and its name there."""
 
-    return list(models.list_models(module=models))
+    source: Source
+    name: str
 
+    @property
+    def spec(self) -> str:
+        """The canonical spelling: ``cnn_teacher``, ``torchvision:resnet18``, ``timm:...``."""
+        return self.name if self.source == "registered" else f"{self.source}:{self.name}"
 
-def _timm_module() -> Any:
-    try:
-        import timm
-    except ImportError as exc:
-        raise ModelError("timm: models need the timm package: pip install timm") from exc
-    return timm
+    def build(self, num_classes: int | None = None, in_channels: int = 3) -> nn.Module:
+        """A freshly initialised model; ``num_classes=None``: the architecture's default
+        (torchvision and timm; a registered model needs a class count)."""
+        if self.source == "torchvision":
+            return build_torchvision(self.name, num_classes, in_channels)
+        if self.source == "timm":
+            return build_timm(self.name, num_classes, in_channels)
+        if num_classes is None:
+            raise ModelError(f"model {self.name!r} needs a class count to be built")
+        return _REGISTRY[self.name].factory(num_classes, in_channels)
+
+    def defaults(self) -> ModelDefaults:
+        """The input size, mean, std and interpolation the architecture is designed for."""
+        if self.source == "torchvision":
+            return torchvision_preprocessing(torchvision_default_weights(self.name))
+        if self.source == "timm":
+            return timm_preprocessing(self.name)
+        return _REGISTRY[self.name].defaults
 
 
 def _unknown(arch: str) -> ModelError:
     builtins = model_names()
-    candidates = [*builtins, *_torchvision_names()]
-    close = difflib.get_close_matches(arch.removeprefix(_TORCHVISION_PREFIX), candidates, n=3)
+    candidates = [*builtins, *torchvision_classifiers()]
+    close = difflib.get_close_matches(arch, candidates, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return ModelError(
         f"unknown model {arch!r}{hint}; built-in models are {', '.join(builtins)}; any "
         "torchvision classification model (e.g. resnet18) and timm:<name> also work"
     )
+
+
+def resolve_model_name(arch: str) -> ModelName:
+    """The :class:`ModelName` that ``arch`` names (see the module docstring for the forms)."""
+    arch = arch.strip()
+    if arch in _REGISTRY:
+        return ModelName("registered", arch)
+    scheme, colon, name = arch.partition(":")
+    if colon and scheme == "timm":
+        return ModelName("timm", check_timm_name(name))
+    if colon and scheme == "torchvision":
+        return ModelName("torchvision", check_torchvision_arch(name))
+    if not colon and arch.lower() in torchvision_classifiers():
+        return ModelName("torchvision", arch.lower())
+    raise _unknown(arch)
 
 
 def _check_sizes(arch: str, num_classes: int, in_channels: int) -> None:
@@ -147,61 +183,33 @@ def _check_sizes(arch: str, num_classes: int, in_channels: int) -> None:
 
 def build_model(arch: str, num_classes: int, in_channels: int = 3) -> nn.Module:
     """A freshly initialised ``arch`` with ``num_classes`` outputs (see the module docstring)."""
-    _ensure_builtins()
-    arch = arch.strip()
-    _check_sizes(arch, num_classes, in_channels)
-    if arch in _REGISTRY:
-        return _REGISTRY[arch].factory(num_classes, in_channels)
-    if arch.startswith(_TIMM_PREFIX):
-        name = arch[len(_TIMM_PREFIX) :]
-        timm = _timm_module()
-        try:
-            model: nn.Module = timm.create_model(
-                name, pretrained=False, num_classes=num_classes, in_chans=in_channels
-            )
-        except RuntimeError as exc:  # timm's "Unknown model"
-            raise ModelError(f"timm cannot build {name!r}: {exc}") from exc
-        return model
-    name = arch.removeprefix(_TORCHVISION_PREFIX)
-    if name in _torchvision_names():
-        if in_channels != 3:
-            raise ModelError(
-                f"torchvision model {name!r} takes 3 input channels, not {in_channels}"
-            )
-        from torchvision import models
-
-        built: nn.Module = models.get_model(name, weights=None, num_classes=num_classes)
-        return built
-    raise _unknown(arch)
+    _check_sizes(arch.strip(), num_classes, in_channels)
+    return resolve_model_name(arch).build(num_classes, in_channels)
 
 
 def model_defaults(arch: str) -> ModelDefaults:
     """The input size, mean, std and interpolation ``arch`` is designed for."""
-    _ensure_builtins()
-    arch = arch.strip()
-    if arch in _REGISTRY:
-        return _REGISTRY[arch].defaults
-    if arch.startswith(_TIMM_PREFIX):
-        return _timm_defaults(arch[len(_TIMM_PREFIX) :])
-    if arch.removeprefix(_TORCHVISION_PREFIX) in _torchvision_names():
-        return ModelDefaults()
-    raise _unknown(arch)
+    return resolve_model_name(arch).defaults()
 
 
-def _timm_defaults(name: str) -> ModelDefaults:
-    timm = _timm_module()
-    try:
-        cfg = timm.get_pretrained_cfg(name)
-    except Exception:  # unknown to timm's config table: ImageNet defaults
-        cfg = None
-    if cfg is None:
-        return ModelDefaults()
-    data = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-    size = data.get("input_size", (3, 224, 224))
-    interpolation = str(data.get("interpolation", "bilinear"))
-    return ModelDefaults(
-        input_size=int(size[-1]),
-        mean=tuple(data.get("mean", IMAGENET_MEAN)),
-        std=tuple(data.get("std", IMAGENET_STD)),
-        interpolation=interpolation if interpolation in ("bilinear", "bicubic") else "bilinear",
-    )
+# --------------------------------------------------------------------------- built-ins
+
+
+def _efficientnet_lite0(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """EfficientNet-Lite0 (~4.7M at 1000 classes), randomly initialised."""
+    if in_channels != 3:
+        raise ModelError(f"efficientnet_lite0 takes 3 input channels, not {in_channels}")
+    return lite.EfficientNetLite0(num_classes)
+
+
+def _register_builtins() -> None:
+    for name, factory in (
+        ("cnn_teacher", cnn_teacher),
+        ("cnn_4_8_16", cnn_4_8_16),
+        ("cnn_8_16_32", cnn_8_16_32),
+    ):
+        register_model(name, input_size=SMALL_INPUT_SIZE, mean=SMALL_MEAN, std=SMALL_STD)(factory)
+    register_model("efficientnet_lite0", **asdict(lite.PREPROCESSING))(_efficientnet_lite0)
+
+
+_register_builtins()

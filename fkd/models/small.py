@@ -1,6 +1,6 @@
-"""Built-in architectures: small CNNs for 28-32 px images, and EfficientNet-Lite0.
+"""Small CNNs for 28-32 px images (registered by ``fkd.models.registry``).
 
-The small CNNs are for demos and tests on Fashion-MNIST-sized images (decoded to RGB,
+They are for demos and tests on Fashion-MNIST-sized images (decoded to RGB,
 normalised with mean = std = 0.5): ``cnn_teacher`` is a stronger network meant to
 label crops, ``cnn_4_8_16`` and ``cnn_8_16_32`` are students.  Each is a stack of
 blocks of ``3x3 conv -> BatchNorm -> ReLU`` (2x2 max pooling between blocks), global
@@ -9,14 +9,20 @@ average pooling and a linear classifier, so any input size of 8 px or more works
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from fkd.models.registry import ModelError, ModelFactory, register_model
-
-__all__ = ["SmallCNN", "cnn_4_8_16", "cnn_8_16_32", "cnn_teacher"]
+__all__ = [
+    "SMALL_INPUT_SIZE",
+    "SMALL_MEAN",
+    "SMALL_STD",
+    "SmallCNN",
+    "cnn_4_8_16",
+    "cnn_8_16_32",
+    "cnn_teacher",
+]
 
 SMALL_INPUT_SIZE = 28
 SMALL_MEAN = (0.5, 0.5, 0.5)
@@ -78,40 +84,16 @@ class SmallCNN(nn.Module):
         return logits
 
 
-def _small(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Register a small CNN with the 28 px, mean = std = 0.5 defaults."""
-    return register_model(name, input_size=SMALL_INPUT_SIZE, mean=SMALL_MEAN, std=SMALL_STD)
-
-
-@_small("cnn_teacher")
 def cnn_teacher(num_classes: int, in_channels: int = 3) -> nn.Module:
     """Teacher CNN for 28-32 px: 32-64-128 channels, one conv-BN-ReLU per block (~94K params)."""
     return SmallCNN((32, 64, 128), num_classes, in_channels, dropout=0.1)
 
 
-@_small("cnn_4_8_16")
 def cnn_4_8_16(num_classes: int, in_channels: int = 3) -> nn.Module:
     """Student CNN for 28-32 px: 4-8-16 channels, one conv-BN-ReLU per block (~1.8K parameters)."""
     return SmallCNN((4, 8, 16), num_classes, in_channels)
 
 
-@_small("cnn_8_16_32")
 def cnn_8_16_32(num_classes: int, in_channels: int = 3) -> nn.Module:
     """Student CNN for 28-32 px: 8-16-32 channels, one conv-BN-ReLU per block (~6.4K parameters)."""
     return SmallCNN((8, 16, 32), num_classes, in_channels)
-
-
-@register_model(
-    "efficientnet_lite0",
-    input_size=224,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
-    interpolation="bicubic",
-)
-def efficientnet_lite0_student(num_classes: int, in_channels: int = 3) -> nn.Module:
-    """EfficientNet-Lite0 (~4.7M at 1000 classes), randomly initialised."""
-    from fkd.models.efficientnet_lite import EfficientNetLite0
-
-    if in_channels != 3:
-        raise ModelError(f"efficientnet_lite0 takes 3 input channels, not {in_channels}")
-    return EfficientNetLite0(num_classes)
