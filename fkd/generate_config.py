@@ -24,6 +24,7 @@ from fkd.options import (
     option,
     option_check,
     parse_pair,
+    parse_two,
 )
 
 if TYPE_CHECKING:
@@ -41,11 +42,7 @@ MAX_REDO_BLOCKS = 1_000_000
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``0/4`` -> (0, 4)."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ValueError(f"expected i/n like 0/4, got {text!r}") from None
-    return index, count
+    return parse_two(text, "/", int, "i/n like 0/4")
 
 
 def parse_blocks(text: str) -> tuple[int, ...]:
@@ -78,189 +75,151 @@ def _default_max_pixels() -> int:
 class GenerateConfig:
     """Every option of ``fkd generate`` (see ``fkd generate --help``)."""
 
-    data: Path = field(metadata=argument("DATA"))
-    out: str = field(
-        metadata=option(
-            "--out",
-            metavar="STORE",
-            store=True,
-            help="The label store to create or resume (a directory, e.g. labels.zarr).",
-        )
+    data: Path = argument("DATA")
+    out: str = option(
+        "--out",
+        metavar="STORE",
+        store=True,
+        help="The label store to create or resume (a directory, e.g. labels.zarr).",
     )
     teachers: tuple[str, ...] = shared.teachers()
     weights: tuple[str | None, ...] = shared.weights()
-    crops_per_image: int = field(
+    crops_per_image: int = option(
+        "--crops-per-image",
+        "-m",
         default=200,
-        metadata=option(
-            "--crops-per-image",
-            "-m",
-            low=1,
-            high=65536,
-            help="M: random-resized crops labelled per image.",
-        ),
+        low=1,
+        high=65536,
+        help="M: random-resized crops labelled per image.",
     )
-    scale: tuple[float, float] = field(
+    scale: tuple[float, float] = option(
+        "--scale",
         default=(0.08, 1.0),
-        metadata=option(
-            "--scale",
-            parse=parse_pair,
-            format=format_pair,
-            help="RandomResizedCrop area range, as fractions of the image.",
-        ),
+        parse=parse_pair,
+        format=format_pair,
+        help="RandomResizedCrop area range, as fractions of the image.",
     )
-    ratio: tuple[float, float] = field(
+    ratio: tuple[float, float] = option(
+        "--ratio",
         default=(3.0 / 4.0, 4.0 / 3.0),
-        metadata=option(
-            "--ratio",
-            parse=parse_pair,
-            format=format_pair,
-            help="RandomResizedCrop aspect-ratio range (width/height).",
-        ),
+        parse=parse_pair,
+        format=format_pair,
+        help="RandomResizedCrop aspect-ratio range (width/height).",
     )
-    flip_prob: float = field(
+    flip_prob: float = option(
+        "--flip-prob",
         default=0.5,
-        metadata=option(
-            "--flip-prob", low=0, high=1, help="Probability that a crop is mirrored left to right."
-        ),
+        low=0,
+        high=1,
+        help="Probability that a crop is mirrored left to right.",
     )
-    seed: int = field(
+    seed: int = option(
+        "--seed",
         default=0,
-        metadata=option(
-            "--seed",
-            low=0,
-            high=2**64 - 1,
-            help="Seed of the counter-based crop sampler (boxes depend on seed, image, crop).",
-        ),
+        low=0,
+        high=2**64 - 1,
+        help="Seed of the counter-based crop sampler (boxes depend on seed, image, crop).",
     )
-    label_type: str = field(
+    label_type: str = option(
+        "--label-type",
         default="marginal_smoothing",
-        metadata=option(
-            "--label-type",
-            choices=names_from("fkd.storage_formats.label_codecs", "codec_names"),
-            help="Label codec: how each crop's teacher distribution is stored (docs/format.md).",
-        ),
+        choices=names_from("fkd.storage_formats.label_codecs", "codec_names"),
+        help="Label codec: how each crop's teacher distribution is stored (docs/format.md).",
     )
-    topk: int = field(
-        default=5,
-        metadata=option("--topk", low=1, help="K: classes kept per crop by the top-K codecs."),
+    topk: int = option(
+        "--topk", default=5, low=1, help="K: classes kept per crop by the top-K codecs."
     )
-    temperature: float = field(
-        default=1.0,
-        metadata=option(
-            "--temperature", help="Softmax temperature applied to the teacher's logits."
-        ),
+    temperature: float = option(
+        "--temperature", default=1.0, help="Softmax temperature applied to the teacher's logits."
     )
-    value_dtype: str = field(
+    value_dtype: str = option(
+        "--value-dtype",
         default="uint8",
-        metadata=option(
-            "--value-dtype",
-            choices=names_from("fkd.storage_formats.spec", "VALUE_DTYPES"),
-            help="Stored precision of probabilities (uint8 costs ~5 B/crop less at "
-            "top-5; see docs/benchmarks.md for the fidelity trade-off).",
-        ),
+        choices=names_from("fkd.storage_formats.spec", "VALUE_DTYPES"),
+        help="Stored precision of probabilities (uint8 costs ~5 B/crop less at "
+        "top-5; see docs/benchmarks.md for the fidelity trade-off).",
     )
-    input_size: int | None = field(
+    input_size: int | None = option(
+        "--input-size",
         default=None,
-        metadata=option(
-            "--input-size",
-            low=1,
-            help="Teacher input size in pixels (default: the teacher's own).",
-        ),
+        low=1,
+        help="Teacher input size in pixels (default: the teacher's own).",
     )
-    interpolation: str | None = field(
+    interpolation: str | None = option(
+        "--interpolation",
         default=None,
-        metadata=option(
-            "--interpolation",
-            choices=names_from("fkd.storage_formats.spec", "INTERPOLATIONS"),
-            help="Crop resampling [default: bilinear, the device's fast path: uint8 resize "
-            "per crop on CPU, one roi_align call per image on a GPU]. bicubic resizes crop "
-            "by crop with torchvision's exact path (slower; --check-fidelity measures the "
-            "difference). Recorded in the store as teacher.interpolation.",
-        ),
+        choices=names_from("fkd.storage_formats.spec", "INTERPOLATIONS"),
+        help="Crop resampling [default: bilinear, the device's fast path: uint8 resize "
+        "per crop on CPU, one roi_align call per image on a GPU]. bicubic resizes crop "
+        "by crop with torchvision's exact path (slower; --check-fidelity measures the "
+        "difference). Recorded in the store as teacher.interpolation.",
     )
-    batch_size: int | None = field(  # None: CPU_BATCH_SIZE or ACCELERATOR_BATCH_SIZE
+    batch_size: int | None = option(
+        "--batch-size",
         default=None,
-        metadata=option(
-            "--batch-size",
-            low=1,
-            help="Crops per teacher forward pass [default: 256 on a GPU, 4 on CPU, where "
-            "small batches stay in cache: about 3x faster per crop at 224 px; benchmarks/"
-            "teacher_batch_bench.py measures a teacher].",
-        ),
+        low=1,
+        help="Crops per teacher forward pass [default: 256 on a GPU, 4 on CPU, where "
+        "small batches stay in cache: about 3x faster per crop at 224 px; benchmarks/"
+        "teacher_batch_bench.py measures a teacher].",
     )
-    block_size: int = field(
+    block_size: int = option(
+        "--block-size",
         default=256,
-        metadata=option(
-            "--block-size",
-            low=1,
-            high=65536,
-            help="Images per block: the unit of work, resume and sharding.",
-        ),
+        low=1,
+        high=65536,
+        help="Images per block: the unit of work, resume and sharding.",
     )
     device: str = shared.device()
     workers: int = shared.decode_workers()
-    shard: tuple[int, int] = field(
+    shard: tuple[int, int] = option(
+        "--shard",
         default=(0, 1),
-        metadata=option(
-            "--shard",
-            metavar="I/N",
-            parse=parse_shard,
-            format=lambda shard: f"{shard[0]}/{shard[1]}",
-            help="Take only blocks b with b mod N == I (SLURM arrays, torchrun ranks).",
-        ),
+        metavar="I/N",
+        parse=parse_shard,
+        format=lambda shard: f"{shard[0]}/{shard[1]}",
+        help="Take only blocks b with b mod N == I (SLURM arrays, torchrun ranks).",
     )
-    overwrite: bool = field(
-        default=False,
-        metadata=option("--overwrite", help="Replace an existing store instead of resuming."),
+    overwrite: bool = option(
+        "--overwrite", default=False, help="Replace an existing store instead of resuming."
     )
-    redo_blocks: tuple[int, ...] = field(  # label exactly these blocks again, committed or not
+    redo_blocks: tuple[int, ...] = option(
+        "--redo-blocks",
         default=(),
-        metadata=option(
-            "--redo-blocks",
-            metavar="B[,B-C...]",
-            parse=parse_blocks,
-            help="Label exactly these blocks again, committed or not (e.g. 3,5 or 7-9), with "
-            "the same arguments as the run that made the store: the repair for blocks `fkd "
-            "verify` finds damaged. Other blocks are left as they are.",
-        ),
+        metavar="B[,B-C...]",
+        parse=parse_blocks,
+        help="Label exactly these blocks again, committed or not (e.g. 3,5 or 7-9), with "
+        "the same arguments as the run that made the store: the repair for blocks `fkd "
+        "verify` finds damaged. Other blocks are left as they are.",
     )
-    hash_files: bool = field(
+    hash_files: bool = option(
+        "--hash-files",
         default=False,
-        metadata=option(
-            "--hash-files",
-            help="Record a sha256 of every image file in the manifest (slower scan).",
-        ),
+        help="Record a sha256 of every image file in the manifest (slower scan).",
     )
-    max_failures: float = field(
+    max_failures: float = option(
+        "--max-failures",
         default=0.01,
-        metadata=option(
-            "--max-failures",
-            low=0,
-            high=1,
-            help="Fraction of images allowed to fail decoding before the exit status is 1.",
-        ),
+        low=0,
+        high=1,
+        help="Fraction of images allowed to fail decoding before the exit status is 1.",
     )
     max_pixels: int = field(default_factory=_default_max_pixels)
-    reference: str | None = field(
+    reference: str | None = option(
+        "--reference",
         default=None,
-        metadata=option(
-            "--reference",
-            metavar="STORE",
-            store=True,
-            help="Reuse the crop boxes and flips of an existing store (same images), so a "
-            "second teacher labels the very same crops.",
-        ),
+        metavar="STORE",
+        store=True,
+        help="Reuse the crop boxes and flips of an existing store (same images), so a "
+        "second teacher labels the very same crops.",
     )
-    check_fidelity: int = field(
+    check_fidelity: int = option(
+        "--check-fidelity",
         default=0,
-        metadata=option(
-            "--check-fidelity",
-            low=0,
-            metavar="N",
-            help="After labelling, run N images through the exact reference crop "
-            "path and report KL(reference || fast path), KL(teacher || stored label) and "
-            "top-1 agreement.",
-        ),
+        low=0,
+        metavar="N",
+        help="After labelling, run N images through the exact reference crop "
+        "path and report KL(reference || fast path), KL(teacher || stored label) and "
+        "top-1 agreement.",
     )
 
     def __post_init__(self) -> None:
@@ -310,48 +269,39 @@ class GenerateRun:
     """How ``fkd generate`` runs (one process, a dask cluster, or only a plan) and what it
     prints: the labels do not depend on these."""
 
-    scheduler: str | None = field(
+    scheduler: str | None = option(
+        "--scheduler",
         default=None,
-        metadata=option(
-            "--scheduler",
-            metavar="ADDRESS",
-            help="Run the blocks as tasks on the running dask.distributed scheduler at ADDRESS "
-            "(e.g. tcp://node01:8786; one task per uncommitted block of the shard; workers read "
-            "DATA and write STORE on the shared file system). See docs/scaling.md.",
-        ),
+        metavar="ADDRESS",
+        help="Run the blocks as tasks on the running dask.distributed scheduler at ADDRESS "
+        "(e.g. tcp://node01:8786; one task per uncommitted block of the shard; workers read "
+        "DATA and write STORE on the shared file system). See docs/scaling.md.",
     )
-    cluster: str | None = field(
+    cluster: str | None = option(
+        "--cluster",
         default=None,
-        metadata=option(
-            "--cluster",
-            metavar="local:K",
-            help="Run the blocks on a dask cluster of K worker processes started on this machine "
-            "(one thread each; with CUDA GPUs, one GPU per worker). 'local' alone: one worker per "
-            "GPU, else per CPU core. Each dask worker decodes inline unless --workers is given.",
-        ),
+        metavar="local:K",
+        help="Run the blocks on a dask cluster of K worker processes started on this machine "
+        "(one thread each; with CUDA GPUs, one GPU per worker). 'local' alone: one worker per "
+        "GPU, else per CPU core. Each dask worker decodes inline unless --workers is given.",
     )
-    plan: bool = field(
+    plan: bool = option(
+        "--plan",
         default=False,
-        metadata=option(
-            "--plan",
-            help="Write nothing: print the image and block counts, the expected store size and "
-            "teacher-hours, measured on a few crops of the first images on --device.",
-        ),
+        help="Write nothing: print the image and block counts, the expected store size and "
+        "teacher-hours, measured on a few crops of the first images on --device.",
     )
-    plan_crops_per_s: float | None = field(
+    plan_crops_per_s: float | None = option(
+        "--plan-crops-per-s",
         default=None,
-        metadata=option(
-            "--plan-crops-per-s",
-            metavar="X",
-            low=0,
-            low_open=True,
-            help="With --plan: assume the teacher labels X crops/s instead of measuring it.",
-        ),
+        metavar="X",
+        low=0,
+        low_open=True,
+        help="With --plan: assume the teacher labels X crops/s instead of measuring it.",
     )
-    quiet: bool = field(default=False, metadata=option("--quiet", "-q", help="No progress bar."))
-    as_json: bool = field(
-        default=False,
-        metadata=option("--json", help="Print the final summary as one line of JSON."),
+    quiet: bool = option("--quiet", "-q", default=False, help="No progress bar.")
+    as_json: bool = option(
+        "--json", default=False, help="Print the final summary as one line of JSON."
     )
 
     def __post_init__(self) -> None:

@@ -1,13 +1,17 @@
 """Options defined once: a config dataclass field carries its command-line option.
 
-A field declares its flag, help text, range and choices in its metadata; its default
-stays the field's own::
+A field declares its default, flag, help text, range and choices in one place; the
+option's description is kept in the field's metadata (an ``OptionSpec``)::
 
     @dataclass(frozen=True)
     class Config:
-        topk: int = field(default=5, metadata=option("--topk", help="K ...", low=1))
-        label_type: str = field(
-            default="hard", metadata=option("--label-type", help="...", choices=codec_names)
+        data: Path = argument("DATA")
+        topk: int = option("--topk", default=5, low=1, help="K: classes kept per crop.")
+        label_type: str = option(
+            "--label-type",
+            default="hard",
+            choices=names_from("fkd.storage_formats.label_codecs", "codec_names"),
+            help="Label codec.",
         )
 
         def __post_init__(self) -> None:
@@ -78,14 +82,26 @@ class OptionSpec:
         return f"{low}x<={self.high}"
 
 
-def option(flag: str, short: str | None = None, **spec: Any) -> dict[str, OptionSpec]:
-    """Field metadata declaring a command-line option: ``field(metadata=option(...))``."""
-    return {OPTION_KEY: OptionSpec(flag, short=short, **spec)}
+def option(
+    flag: str,
+    short: str | None = None,
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    **spec: Any,
+) -> Any:
+    """A dataclass field that is a command-line option: its default (none: required) and,
+    in its metadata, its ``OptionSpec`` (``spec``: the spec's other fields)."""
+    return dataclasses.field(
+        default=default,
+        default_factory=default_factory,
+        metadata={OPTION_KEY: OptionSpec(flag, short=short, **spec)},
+    )
 
 
-def argument(name: str, **spec: Any) -> dict[str, OptionSpec]:
-    """Field metadata declaring a positional argument (``name`` as shown, e.g. ``DATA``)."""
-    return {OPTION_KEY: OptionSpec(name, argument=True, **spec)}
+def argument(name: str, **spec: Any) -> Any:
+    """A dataclass field that is a positional argument (``name`` as shown, e.g. ``DATA``)."""
+    return dataclasses.field(metadata={OPTION_KEY: OptionSpec(name, argument=True, **spec)})
 
 
 @dataclass(frozen=True)
@@ -200,13 +216,19 @@ def names_from(module: str, attribute: str) -> Callable[[], tuple[str, ...]]:
     return names
 
 
+def parse_two(text: str, sep: str, convert: Callable[[str], Any], example: str) -> Any:
+    """Two values written ``A<sep>B`` (``0.08,1.0``, ``0/4``); ``ValueError`` naming
+    ``example`` otherwise."""
+    try:
+        first, second = (convert(part) for part in text.split(sep))
+    except ValueError:
+        raise ValueError(f"expected {example}, got {text!r}") from None
+    return first, second
+
+
 def parse_pair(text: str) -> tuple[float, float]:
     """``0.08,1.0`` -> (0.08, 1.0)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"expected two numbers like 0.08,1.0, got {text!r}") from None
-    return low, high
+    return parse_two(text, ",", float, "two numbers like 0.08,1.0")
 
 
 def format_pair(pair: tuple[float, float]) -> str:
@@ -225,4 +247,5 @@ __all__ = [
     "option_check",
     "option_fields",
     "parse_pair",
+    "parse_two",
 ]

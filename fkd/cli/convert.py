@@ -2,102 +2,82 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors, options_from
+from fkd.cli.options import command
 from fkd.options import argument, names_from, option
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConvertOptions:
-    source: str = field(metadata=argument("SOURCE"))
-    from_format: str | None = field(
+    source: str = argument("SOURCE")
+    from_format: str | None = option(
+        "--from",
         default=None,
-        metadata=option(
-            "--from",
-            choices=("fkd-legacy",),
-            help="SOURCE is a folder of original FKD files (<class>/<stem>.tar, in "
-            "SOURCE/train when that is a folder).",
-        ),
+        choices=("fkd-legacy",),
+        help="SOURCE is a folder of original FKD files (<class>/<stem>.tar, in "
+        "SOURCE/train when that is a folder).",
     )
-    to_format: str | None = field(
+    to_format: str | None = option(
+        "--to",
         default=None,
-        metadata=option(
-            "--to",
-            choices=("fkd-legacy", "store"),
-            help="SOURCE is a store; write original FKD files (fkd-legacy), or a store whose "
-            "labels are re-encoded with --label-type/--topk/--value-dtype from SOURCE's full "
-            "distributions (store; SOURCE made with --label-type full; the teacher is not "
-            "run). --to store without --label-type copies SOURCE's labels as they are into "
-            "the current format version (upgrades a format v1 store).",
-        ),
+        choices=("fkd-legacy", "store"),
+        help="SOURCE is a store; write original FKD files (fkd-legacy), or a store whose "
+        "labels are re-encoded with --label-type/--topk/--value-dtype from SOURCE's full "
+        "distributions (store; SOURCE made with --label-type full; the teacher is not "
+        "run). --to store without --label-type copies SOURCE's labels as they are into "
+        "the current format version (upgrades a format v1 store).",
     )
-    out: str = field(
-        metadata=option("--out", help="The store to create (--from) or folder to fill (--to).")
-    )
-    data: Path | None = field(
+    out: str = option("--out", help="The store to create (--from) or folder to fill (--to).")
+    data: Path | None = option(
+        "--data",
         default=None,
-        metadata=option(
-            "--data",
-            help="With --from: the images (DATA/train when that is a folder, as fkd generate "
-            "reads DATA), to match files to images and record their sizes and classes. "
-            "Without it, images are named <class>/<stem>.JPEG with unknown sizes.",
-        ),
+        help="With --from: the images (DATA/train when that is a folder, as fkd generate "
+        "reads DATA), to match files to images and record their sizes and classes. "
+        "Without it, images are named <class>/<stem>.JPEG with unknown sizes.",
     )
-    num_classes: int = field(
+    num_classes: int = option(
+        "--num-classes",
         default=1000,
-        metadata=option(
-            "--num-classes", low=1, help="With --from: C, the number of classes of the teacher."
-        ),
+        low=1,
+        help="With --from: C, the number of classes of the teacher.",
     )
-    label_type: str | None = field(
+    label_type: str | None = option(
+        "--label-type",
         default=None,
-        metadata=option(
-            "--label-type",
-            help="With --from: how to read top-K files, marginal_smoothing (default; FKD "
-            "files do not say) or marginal_renorm. With --to store: the codec to write (any "
-            "registered).",
-        ),
+        help="With --from: how to read top-K files, marginal_smoothing (default; FKD "
+        "files do not say) or marginal_renorm. With --to store: the codec to write (any "
+        "registered).",
     )
-    topk: int = field(
-        default=5, metadata=option("--topk", low=1, help="With --to store: K of the top-K codecs.")
-    )
-    value_dtype: str | None = field(
+    topk: int = option("--topk", default=5, low=1, help="With --to store: K of the top-K codecs.")
+    value_dtype: str | None = option(
+        "--value-dtype",
         default=None,
-        metadata=option(
-            "--value-dtype",
-            choices=names_from("fkd.storage_formats.spec", "VALUE_DTYPES"),
-            help="Stored precision of probabilities [default: float16 with --from, uint8 "
-            "with --to store].",
-        ),
+        choices=names_from("fkd.storage_formats.spec", "VALUE_DTYPES"),
+        help="Stored precision of probabilities [default: float16 with --from, uint8 "
+        "with --to store].",
     )
-    split_dir: str = field(
+    split_dir: str = option(
+        "--split-dir",
         default="train",
-        metadata=option(
-            "--split-dir",
-            help="With --to fkd-legacy: the folder between --out and the class folders. "
-            "FKD's train_FKD.py reads DATA/train and looks labels up at "
-            "SOFTLABEL/train/<class>/<stem>.tar, so the default lets it train with "
-            "--softlabel_path FKD_DIR.",
-        ),
+        help="With --to fkd-legacy: the folder between --out and the class folders. "
+        "FKD's train_FKD.py reads DATA/train and looks labels up at "
+        "SOFTLABEL/train/<class>/<stem>.tar, so the default lets it train with "
+        "--softlabel_path FKD_DIR.",
     )
-    overwrite: bool = field(
+    overwrite: bool = option(
+        "--overwrite",
         default=False,
-        metadata=option(
-            "--overwrite",
-            help="Replace an existing store (--from, --to store), or an existing export "
-            "folder whole (--to fkd-legacy; only a folder holding nothing but FKD label "
-            "files).",
-        ),
+        help="Replace an existing store (--from, --to store), or an existing export "
+        "folder whole (--to fkd-legacy; only a folder holding nothing but FKD label "
+        "files).",
     )
 
 
-@click.command("convert")
-@options_from(ConvertOptions)
-@library_errors
+@command("convert", ConvertOptions)
 def convert_command(options: ConvertOptions) -> None:
     """Convert between the original FKD per-image files and a store.
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors, options_from
+from fkd.cli.options import command
 from fkd.options import option
 
 
@@ -19,57 +19,40 @@ def datasets_command() -> None:
 
 @dataclass(frozen=True)
 class FashionMnistOptions:
-    out: Path = field(
-        metadata=option(
-            "--out",
-            file_okay=False,
-            help="Folder to write (DIR/train/<class>/*.png, DIR/val/<class>/*.png, "
-            "DIR/dataset.json).",
-        )
+    out: Path = option(
+        "--out",
+        file_okay=False,
+        help="Folder to write (DIR/train/<class>/*.png, DIR/val/<class>/*.png, DIR/dataset.json).",
     )
-    source: Path | None = field(
+    source: Path | None = option(
+        "--source",
         default=None,
-        metadata=option(
-            "--source",
-            file_okay=False,
-            help="Folder holding the four gzip IDX files [default: $FKD_DATA, then Debian's "
-            "/usr/share/datasets/fashion-mnist, then the official download].",
-        ),
+        file_okay=False,
+        help="Folder holding the four gzip IDX files [default: $FKD_DATA, then Debian's "
+        "/usr/share/datasets/fashion-mnist, then the official download].",
     )
-    limit_per_class: int | None = field(
+    limit_per_class: int | None = option(
+        "--limit-per-class",
         default=None,
-        metadata=option(
-            "--limit-per-class",
-            low=1,
-            help="Keep the first N training images of each class (quick subsets) "
-            "[default: all 6000].",
-        ),
+        low=1,
+        help="Keep the first N training images of each class (quick subsets) [default: all 6000].",
     )
-    val_limit_per_class: int | None = field(
+    val_limit_per_class: int | None = option(
+        "--val-limit-per-class",
         default=None,
-        metadata=option(
-            "--val-limit-per-class",
-            low=1,
-            help="Keep the first N test images of each class for val/ "
-            "[default: --limit-per-class].",
-        ),
+        low=1,
+        help="Keep the first N test images of each class for val/ [default: --limit-per-class].",
     )
-    workers: int | None = field(
-        default=None,
-        metadata=option("--workers", low=1, help="PNG-writing processes [default: one per CPU]."),
+    workers: int | None = option(
+        "--workers", default=None, low=1, help="PNG-writing processes [default: one per CPU]."
     )
-    overwrite: bool = field(
-        default=False,
-        metadata=option("--overwrite", help="Rewrite a tree prepared with other options."),
+    overwrite: bool = option(
+        "--overwrite", default=False, help="Rewrite a tree prepared with other options."
     )
-    as_json: bool = field(
-        default=False, metadata=option("--json", help="Print what was written as JSON.")
-    )
+    as_json: bool = option("--json", default=False, help="Print what was written as JSON.")
 
 
-@datasets_command.command("fashion-mnist")
-@options_from(FashionMnistOptions)
-@library_errors
+@command("fashion-mnist", FashionMnistOptions)
 def fashion_mnist_command(options: FashionMnistOptions) -> None:
     """Write Fashion-MNIST (60k train, 10k test images, real class names) as PNG folders.
 
@@ -87,3 +70,6 @@ def fashion_mnist_command(options: FashionMnistOptions) -> None:
         options.overwrite,
     )
     click.echo(json.dumps(prepared.to_dict()) if options.as_json else prepared.line())
+
+
+datasets_command.add_command(fashion_mnist_command)

@@ -3,50 +3,41 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 
 from fkd import shared_options as shared
-from fkd.cli.options import library_errors, options_from
+from fkd.cli.options import command
 from fkd.options import argument, option
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    data: Path = field(metadata=argument("DATA"))
-    checkpoint: str = field(
-        metadata=option(
-            "--checkpoint",
-            metavar="CKPT",
-            help="A checkpoint written by fkd train (or a folder holding checkpoint.pt).",
-        )
+    data: Path = argument("DATA")
+    checkpoint: str = option(
+        "--checkpoint",
+        metavar="CKPT",
+        help="A checkpoint written by fkd train (or a folder holding checkpoint.pt).",
     )
-    model: str | None = field(
+    model: str | None = option(
+        "--model",
         default=None,
-        metadata=option(
-            "--model",
-            metavar="ARCH",
-            help="The checkpoint's architecture [default: the one it records]; another "
-            "architecture is refused.",
-        ),
+        metavar="ARCH",
+        help="The checkpoint's architecture [default: the one it records]; another "
+        "architecture is refused.",
     )
     batch_size: int = shared.eval_batch_size(256)
     crop_pct: float = shared.crop_pct()
     device: str = shared.device()
-    workers: int = field(
-        default=2,
-        metadata=option(
-            "--workers", "-j", low=0, help="Image decode processes (0: decode inline)."
-        ),
+    workers: int = option(
+        "--workers", "-j", default=2, low=0, help="Image decode processes (0: decode inline)."
     )
     as_json: bool = shared.result_as_json()
 
 
-@click.command("eval")
-@options_from(EvalOptions)
-@library_errors
+@command("eval", EvalOptions)
 def eval_command(options: EvalOptions) -> None:
     """Evaluate a trained student on DATA/val (or on DATA when it has no val folder).
 

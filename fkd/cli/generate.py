@@ -8,18 +8,19 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from fkd.cli.options import library_errors, options_from
-from fkd.cli.stopping import stops_cleanly
+from fkd.cli.options import command
 from fkd.generate_config import GenerateConfig, GenerateRun
 
 if TYPE_CHECKING:
     from fkd.generate import GenerateSummary
 
 
-@click.command("generate")
-@options_from(GenerateConfig, GenerateRun)
-@stops_cleanly("the committed blocks are kept; re-run the same command to resume from them.")
-@library_errors
+@command(
+    "generate",
+    GenerateConfig,
+    GenerateRun,
+    stops="the committed blocks are kept; re-run the same command to resume from them.",
+)
 def generate_command(config: GenerateConfig, run: GenerateRun) -> None:
     """Label M random-resized crops of every image in DATA with a teacher, into STORE.
 

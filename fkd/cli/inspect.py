@@ -3,52 +3,41 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors, options_from
+from fkd.cli.options import command
 from fkd.options import argument, option
 
 
 @dataclass(frozen=True)
 class InspectOptions:
-    store: str = field(metadata=argument("STORE", store=True))
-    as_json: bool = field(
-        default=False, metadata=option("--json", help="Print the summary as JSON.")
+    store: str = argument("STORE", store=True)
+    as_json: bool = option("--json", default=False, help="Print the summary as JSON.")
+    sample_images: int = option(
+        "--sample-images", default=256, low=0, help="Images whose labels feed the label statistics."
     )
-    sample_images: int = field(
-        default=256,
-        metadata=option(
-            "--sample-images", low=0, help="Images whose labels feed the label statistics."
-        ),
-    )
-    show: str | None = field(
+    show: str | None = option(
+        "--show",
         default=None,
-        metadata=option(
-            "--show",
-            metavar="IMAGE_OR_INDEX",
-            help="Draw this image (index or manifest path) with a sample of its crop boxes "
-            "and their top-K labels; needs --data and --out.",
-        ),
+        metavar="IMAGE_OR_INDEX",
+        help="Draw this image (index or manifest path) with a sample of its crop boxes "
+        "and their top-K labels; needs --data and --out.",
     )
-    data: Path | None = field(
+    data: Path | None = option(
+        "--data",
         default=None,
-        metadata=option(
-            "--data",
-            help="For --show: the images the store was generated from, as DATA of fkd generate "
-            "(an image folder, read at DATA/train when that is a folder, or a file list).",
-        ),
+        help="For --show: the images the store was generated from, as DATA of fkd generate "
+        "(an image folder, read at DATA/train when that is a folder, or a file list).",
     )
-    out: Path | None = field(
-        default=None, metadata=option("--out", dir_okay=False, help="Where --show writes its PNG.")
+    out: Path | None = option(
+        "--out", default=None, dir_okay=False, help="Where --show writes its PNG."
     )
 
 
-@click.command("inspect")
-@options_from(InspectOptions)
-@library_errors
+@command("inspect", InspectOptions)
 def inspect_command(options: InspectOptions) -> None:
     """Summarise STORE: spec, teacher, sizes, failures and label statistics.
 

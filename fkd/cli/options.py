@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from fkd.cli.stopping import stops_cleanly
 from fkd.exceptions import OptionError
 from fkd.options import OptionField, option_fields
 
@@ -119,6 +120,22 @@ def parse_pair(text: str, name: str) -> tuple[float, float]:
 
 
 # Click options built from config dataclasses (fkd.options) ----------------------
+
+
+def command(
+    name: str, *configs: type, stops: str | None = None
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """A click command with the options of ``configs`` (``options_from``) that answers
+    user errors in one line (``library_errors``); ``stops``: what is kept when SIGTERM
+    or Ctrl-C stops it (``stops_cleanly``)."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        body = library_errors(func)
+        if stops is not None:
+            body = stops_cleanly(stops)(body)
+        return click.command(name)(options_from(*configs)(body))
+
+    return decorate
 
 
 def options_from(*configs: type) -> Callable[[F], F]:

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors, options_from
+from fkd.cli.options import command
 from fkd.options import argument, option
 
 
 @dataclass(frozen=True)
 class PublishOptions:
-    store: str = field(metadata=argument("STORE", store=True))
-    out: Path = field(
-        metadata=option("--out", help="A new folder for the published store (it must not exist).")
-    )
-    make_zip: bool = field(
+    store: str = argument("STORE", store=True)
+    out: Path = option("--out", help="A new folder for the published store (it must not exist).")
+    make_zip: bool = option(
+        "--zip",
         default=False,
-        metadata=option(
-            "--zip",
-            help="Also write OUT.zip, the same files in one archive (read with zarr's "
-            "ZipStore or `fkd inspect OUT.zip`).",
-        ),
+        help="Also write OUT.zip, the same files in one archive (read with zarr's "
+        "ZipStore or `fkd inspect OUT.zip`).",
     )
 
 
-@click.command("publish")
-@options_from(PublishOptions)
-@library_errors
+@command("publish", PublishOptions)
 def publish_command(options: PublishOptions) -> None:
     """Copy a complete STORE to OUT with consolidated metadata, a README.md dataset card and
     SHA256SUMS; serve OUT over HTTP or upload it, and read it back with any fkd command."""

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 
 from fkd import shared_options as shared
-from fkd.cli.options import library_errors, options_from
-from fkd.cli.stopping import stops_cleanly
+from fkd.cli.options import command
 from fkd.options import argument
 
 
 @dataclass(frozen=True)
 class TeacherEvalOptions:
-    data: Path = field(metadata=argument("DATA"))
+    data: Path = argument("DATA")
     teachers: tuple[str, ...] = shared.teachers()
     weights: tuple[str, ...] = shared.weights()
     batch_size: int = shared.eval_batch_size(128)
@@ -26,10 +25,11 @@ class TeacherEvalOptions:
     as_json: bool = shared.result_as_json()
 
 
-@click.command("teacher-eval")
-@options_from(TeacherEvalOptions)
-@stops_cleanly("teacher-eval writes nothing; re-run it for the accuracy.")
-@library_errors
+@command(
+    "teacher-eval",
+    TeacherEvalOptions,
+    stops="teacher-eval writes nothing; re-run it for the accuracy.",
+)
 def teacher_eval_command(options: TeacherEvalOptions) -> None:
     """Evaluate a teacher's top-1/top-5 accuracy on the labelled images in DATA.
 

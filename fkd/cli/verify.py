@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from fkd.cli.options import library_errors, options_from
+from fkd.cli.options import command
 from fkd.options import argument, option
 
 if TYPE_CHECKING:
@@ -20,20 +20,16 @@ ARRAY_NAMED = re.compile(r"array '([^']+)'")  # the array a Problem.what names, 
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    store: str = field(metadata=argument("STORE", store=True))
-    data: Path | None = field(
+    store: str = argument("STORE", store=True)
+    data: Path | None = option(
+        "--data",
         default=None,
-        metadata=option(
-            "--data",
-            help="Also check that this image folder (or file list) still matches the "
-            "store's manifest: names and sizes.",
-        ),
+        help="Also check that this image folder (or file list) still matches the "
+        "store's manifest: names and sizes.",
     )
 
 
-@click.command("verify")
-@options_from(VerifyOptions)
-@library_errors
+@command("verify", VerifyOptions)
 def verify_command(options: VerifyOptions) -> None:
     """Read every chunk of STORE, check its crc32c and the format's invariants.
 
