@@ -1,4 +1,10 @@
-"""Options and error handling shared by several ``fkd`` subcommands."""
+"""How a command is built: click options from config dataclasses, and one-line errors.
+
+``command(name, *configs)`` makes a click command whose options are the option fields
+of ``configs`` (``fkd.options``): the command function receives one built, hence
+checked, instance of each. ``check_option`` and ``parse_pair`` serve ``fkd train``
+until its config declares its options the same way.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ def library_errors(func: F) -> F:
         except click.ClickException:
             raise
         except Exception as exc:
-            from fkd.errors import OptionError, user_message
+            from fkd.errors import user_message
 
             context = click.get_current_context(silent=True)
             message = user_message(exc, context.info_name if context else None)
@@ -183,8 +189,9 @@ def click_parameter(item: OptionField) -> Callable[[F], F]:
     if spec.argument:
         return click.argument(item.name, type=click_type(item), callback=callback)
     names = [spec.flag, *([spec.short] if spec.short else []), item.name]
-    if item.kind is bool:
-        return click.option(*names, is_flag=True, help=spec.help)
+    if item.kind is bool:  # a flag; a field defaulting to True is turned off by its flag
+        off: dict[str, Any] = {"default": True, "flag_value": False} if item.default else {}
+        return click.option(*names, is_flag=True, help=spec.help, **off)
     default = None if item.required or item.default == () else item.default
     if spec.parse is not None:
         default = spec.format(default) if spec.format and default is not None else None
