@@ -38,7 +38,8 @@ from fkd.crops.datasets import CropDataset
 from fkd.devices import device_autocast, resolve_device
 from fkd.exceptions import FkdError, OptionError
 from fkd.fidelity import FidelityReport, check_fidelity
-from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason, scan_source
+from fkd.generate_config import GenerateConfig
+from fkd.images import ImageSource, decode_or_reason, scan_source
 from fkd.labels import encode_torch, to_numpy_fields
 from fkd.progress import Progress
 from fkd.storage_formats import (
@@ -62,56 +63,9 @@ from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 DEFAULT_CROP_INTERPOLATION = "bilinear"
 
-# Crops per teacher forward when --batch-size is not given.  A GPU wants large
-# batches; on CPU small ones are faster per crop, since a layer's activations stay
-# in cache: EfficientNet-Lite0 at 224 px ran 2.5-3.2x faster per crop at 4 than at
-# 256, with 1 and 2 threads (benchmarks/teacher_batch_bench.py, docs/benchmarks.md).
-# Tiny teachers on tiny inputs prefer more (the demo's 32 px CNN: 64).
-CPU_BATCH_SIZE = 4
-ACCELERATOR_BATCH_SIZE = 256
-
 
 class GenerateError(FkdError, RuntimeError):
     """A generation run cannot go on; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    """Every option of ``fkd generate`` (see ``fkd generate --help``)."""
-
-    data: Path
-    out: str
-    teachers: tuple[str, ...] = ("efficientnet_lite0",)
-    weights: tuple[str | None, ...] = ()
-    crops_per_image: int = 200
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    flip_prob: float = 0.5
-    seed: int = 0
-    label_type: str = "marginal_smoothing"
-    topk: int = 5
-    temperature: float = 1.0
-    value_dtype: str = "uint8"
-    input_size: int | None = None
-    interpolation: str | None = None
-    batch_size: int | None = None  # None: CPU_BATCH_SIZE or ACCELERATOR_BATCH_SIZE
-    block_size: int = 256
-    workers: int = 2
-    device: str = "auto"
-    shard: tuple[int, int] = (0, 1)
-    overwrite: bool = False
-    redo_blocks: tuple[int, ...] = ()  # label exactly these blocks again, committed or not
-    hash_files: bool = False
-    max_failures: float = 0.01
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    reference: str | None = None
-    check_fidelity: int = 0
-
-    def batch_size_on(self, device: torch.device) -> int:
-        """Crops per teacher forward on ``device``: ``batch_size``, or the device's default."""
-        if self.batch_size is not None:
-            return self.batch_size
-        return CPU_BATCH_SIZE if device.type == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
 @dataclass

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors
+from fkd.cli.options import command
+from fkd.options import option
 
 
 @click.group("datasets")
@@ -15,50 +17,43 @@ def datasets_command() -> None:
     """Prepare real datasets as ImageFolder trees (DIR/train/<class>, DIR/val/<class>)."""
 
 
-@datasets_command.command("fashion-mnist")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder to write (DIR/train/<class>/*.png, DIR/val/<class>/*.png, DIR/dataset.json).",
-)
-@click.option(
-    "--source",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Folder holding the four gzip IDX files [default: $FKD_DATA, then Debian's "
-    "/usr/share/datasets/fashion-mnist, then the official download].",
-)
-@click.option(
-    "--limit-per-class",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Keep the first N training images of each class (quick subsets) [default: all 6000].",
-)
-@click.option(
-    "--val-limit-per-class",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Keep the first N test images of each class for val/ [default: --limit-per-class].",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="PNG-writing processes [default: one per CPU].",
-)
-@click.option("--overwrite", is_flag=True, help="Rewrite a tree prepared with other options.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-@library_errors
-def fashion_mnist_command(
-    out: Path,
-    source: Path | None,
-    limit_per_class: int | None,
-    val_limit_per_class: int | None,
-    workers: int | None,
-    overwrite: bool,
-    as_json: bool,
-) -> None:
+@dataclass(frozen=True)
+class FashionMnistOptions:
+    out: Path = option(
+        "--out",
+        file_okay=False,
+        help="Folder to write (DIR/train/<class>/*.png, DIR/val/<class>/*.png, DIR/dataset.json).",
+    )
+    source: Path | None = option(
+        "--source",
+        default=None,
+        file_okay=False,
+        help="Folder holding the four gzip IDX files [default: $FKD_DATA, then Debian's "
+        "/usr/share/datasets/fashion-mnist, then the official download].",
+    )
+    limit_per_class: int | None = option(
+        "--limit-per-class",
+        default=None,
+        low=1,
+        help="Keep the first N training images of each class (quick subsets) [default: all 6000].",
+    )
+    val_limit_per_class: int | None = option(
+        "--val-limit-per-class",
+        default=None,
+        low=1,
+        help="Keep the first N test images of each class for val/ [default: --limit-per-class].",
+    )
+    workers: int | None = option(
+        "--workers", default=None, low=1, help="PNG-writing processes [default: one per CPU]."
+    )
+    overwrite: bool = option(
+        "--overwrite", default=False, help="Rewrite a tree prepared with other options."
+    )
+    as_json: bool = option("--json", default=False, help="Print what was written as JSON.")
+
+
+@command("fashion-mnist", FashionMnistOptions)
+def fashion_mnist_command(options: FashionMnistOptions) -> None:
     """Write Fashion-MNIST (60k train, 10k test images, real class names) as PNG folders.
 
     A second run with the same options finds the tree already there; the tree is
@@ -67,6 +62,14 @@ def fashion_mnist_command(
     from fkd.datasets import prepare_fashion_mnist
 
     prepared = prepare_fashion_mnist(
-        out, source, limit_per_class, val_limit_per_class, workers, overwrite
+        options.out,
+        options.source,
+        options.limit_per_class,
+        options.val_limit_per_class,
+        options.workers,
+        options.overwrite,
     )
-    click.echo(json.dumps(prepared.to_dict()) if as_json else prepared.line())
+    click.echo(json.dumps(prepared.to_dict()) if options.as_json else prepared.line())
+
+
+datasets_command.add_command(fashion_mnist_command)

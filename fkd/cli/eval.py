@@ -3,58 +3,42 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import evaluation_options, library_errors
+from fkd import shared_options as shared
+from fkd.cli.options import command
+from fkd.options import argument, option
 
 
-@click.command("eval")
-@click.argument("data", type=click.Path(path_type=Path))
-@click.option(
-    "--checkpoint",
-    "checkpoint",
-    required=True,
-    metavar="CKPT",
-    help="A checkpoint written by fkd train (or a folder holding checkpoint.pt).",
-)
-@click.option(
-    "--model",
-    "model",
-    default=None,
-    metavar="ARCH",
-    help="The checkpoint's architecture [default: the one it records]; another "
-    "architecture is refused.",
-)
-@evaluation_options(batch_size=256)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.",
-)
-@click.option(
-    "--workers",
-    "-j",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Image decode processes (0: decode inline).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@library_errors
-def eval_command(
-    data: Path,
-    checkpoint: str,
-    model: str | None,
-    batch_size: int,
-    crop_pct: float,
-    device: str,
-    workers: int,
-    as_json: bool,
-) -> None:
+@dataclass(frozen=True)
+class EvalOptions:
+    data: Path = argument("DATA")
+    checkpoint: str = option(
+        "--checkpoint",
+        metavar="CKPT",
+        help="A checkpoint written by fkd train (or a folder holding checkpoint.pt).",
+    )
+    model: str | None = option(
+        "--model",
+        default=None,
+        metavar="ARCH",
+        help="The checkpoint's architecture [default: the one it records]; another "
+        "architecture is refused.",
+    )
+    batch_size: int = shared.eval_batch_size(256)
+    crop_pct: float = shared.crop_pct()
+    device: str = shared.device()
+    workers: int = option(
+        "--workers", "-j", default=2, low=0, help="Image decode processes (0: decode inline)."
+    )
+    as_json: bool = shared.result_as_json()
+
+
+@command("eval", EvalOptions)
+def eval_command(options: EvalOptions) -> None:
     """Evaluate a trained student on DATA/val (or on DATA when it has no val folder).
 
     Preprocessing (input size, mean, std, interpolation) comes from the checkpoint;
@@ -63,8 +47,16 @@ def eval_command(
     """
     from fkd.train import evaluate_checkpoint
 
-    result = evaluate_checkpoint(data, checkpoint, model, device, batch_size, workers, crop_pct)
-    click.echo(json.dumps(asdict(result)) if as_json else result.line())
+    result = evaluate_checkpoint(
+        options.data,
+        options.checkpoint,
+        options.model,
+        options.device,
+        options.batch_size,
+        options.workers,
+        options.crop_pct,
+    )
+    click.echo(json.dumps(asdict(result)) if options.as_json else result.line())
 
 
 if __name__ == "__main__":  # python -m fkd.cli.eval

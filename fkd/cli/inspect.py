@@ -3,53 +3,42 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import library_errors, store_location
+from fkd.cli.options import command
+from fkd.options import argument, option
 
 
-@click.command("inspect")
-@click.argument("store", callback=store_location)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option(
-    "--sample-images",
-    type=click.IntRange(min=0),
-    default=256,
-    show_default=True,
-    help="Images whose labels feed the label statistics.",
-)
-@click.option(
-    "--show",
-    "show",
-    default=None,
-    metavar="IMAGE_OR_INDEX",
-    help="Draw this image (index or manifest path) with a sample of its crop boxes "
-    "and their top-K labels; needs --data and --out.",
-)
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="For --show: the images the store was generated from, as DATA of fkd generate "
-    "(an image folder, read at DATA/train when that is a folder, or a file list).",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Where --show writes its PNG.",
-)
-@library_errors
-def inspect_command(
-    store: str,
-    as_json: bool,
-    sample_images: int,
-    show: str | None,
-    data: Path | None,
-    out: Path | None,
-) -> None:
+@dataclass(frozen=True)
+class InspectOptions:
+    store: str = argument("STORE", store=True)
+    as_json: bool = option("--json", default=False, help="Print the summary as JSON.")
+    sample_images: int = option(
+        "--sample-images", default=256, low=0, help="Images whose labels feed the label statistics."
+    )
+    show: str | None = option(
+        "--show",
+        default=None,
+        metavar="IMAGE_OR_INDEX",
+        help="Draw this image (index or manifest path) with a sample of its crop boxes "
+        "and their top-K labels; needs --data and --out.",
+    )
+    data: Path | None = option(
+        "--data",
+        default=None,
+        help="For --show: the images the store was generated from, as DATA of fkd generate "
+        "(an image folder, read at DATA/train when that is a folder, or a file list).",
+    )
+    out: Path | None = option(
+        "--out", default=None, dir_okay=False, help="Where --show writes its PNG."
+    )
+
+
+@command("inspect", InspectOptions)
+def inspect_command(options: InspectOptions) -> None:
     """Summarise STORE: spec, teacher, sizes, failures and label statistics.
 
     STORE is a path or an fsspec URL (http://, s3://, memory://...).
@@ -57,11 +46,12 @@ def inspect_command(
     from fkd.storage_formats import LabelStore
     from fkd.storage_formats.summary import summarize_store, summary_lines
 
+    show, data, out = options.show, options.data, options.out
     if show is not None and (data is None or out is None):
         raise click.UsageError("--show needs --data DIR (the images) and --out FILE.png")
-    handle = LabelStore.open(store)
-    summary = summarize_store(handle, sample_images)
-    if as_json:
+    handle = LabelStore.open(options.store)
+    summary = summarize_store(handle, options.sample_images)
+    if options.as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo("\n".join(summary_lines(summary)))
@@ -69,5 +59,5 @@ def inspect_command(
         from fkd.visualize import draw_crops
 
         written = draw_crops(handle, show, data, out)
-        if not as_json:
+        if not options.as_json:
             click.echo(f"wrote {written}")

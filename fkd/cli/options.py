@@ -1,78 +1,28 @@
-"""Options and error handling shared by several ``fkd`` subcommands."""
+"""How a command is built: click options from config dataclasses, and one-line errors.
+
+``command(name, *configs)`` makes a click command whose options are the option fields
+of ``configs`` (``fkd.options``): the command function receives one built, hence
+checked, instance of each. ``check_option`` and ``parse_pair`` serve ``fkd train``
+until its config declares its options the same way.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from fkd.cli.stopping import stops_cleanly
+from fkd.exceptions import OptionError
+from fkd.options import OptionField, option_fields
+
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 DEBUG_ENV = "FKD_DEBUG"
-
-
-def teacher_options(func: F) -> F:
-    """--teacher (repeatable: an ensemble), --weights (repeatable, in the same order)."""
-    func = click.option(
-        "--weights",
-        "weights",
-        multiple=True,
-        metavar="FILE",
-        help="Weights for the teacher at the same position (a state dict read with "
-        "weights_only=True, or .safetensors). Repeat once per --teacher; omit to use the "
-        "teacher's own pretrained weights.",
-    )(func)
-    return click.option(
-        "--teacher",
-        "teachers",
-        multiple=True,
-        default=("efficientnet_lite0",),
-        show_default=True,
-        metavar="SPEC",
-        help="Teacher: efficientnet_lite0 (built in, ImageNet), torchvision:<arch>, "
-        "timm:<name>, fkd:<arch> (an fkd train checkpoint via --weights), or "
-        "package.module:factory. Repeat for an ensemble (probabilities averaged).",
-    )(func)
-
-
-def device_options(func: F) -> F:
-    func = click.option(
-        "--workers",
-        type=click.IntRange(min=0),
-        default=2,
-        show_default=True,
-        help="Image decode processes running ahead of the teacher (0: decode inline).",
-    )(func)
-    return click.option(
-        "--device",
-        default="auto",
-        show_default=True,
-        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.",
-    )(func)
-
-
-def evaluation_options(batch_size: int) -> Callable[[F], F]:
-    """--batch-size (images per forward) and --crop-pct, shared by the evaluation commands."""
-
-    def decorate(func: F) -> F:
-        func = click.option(
-            "--crop-pct",
-            type=click.FloatRange(0.1, 1.0),
-            default=0.875,
-            show_default=True,
-            help="Resize the short side to input_size / crop_pct, then centre-crop.",
-        )(func)
-        return click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=batch_size,
-            show_default=True,
-            help="Images per forward pass.",
-        )(func)
-
-    return decorate
 
 
 def library_errors(func: F) -> F:
@@ -90,7 +40,7 @@ def library_errors(func: F) -> F:
         except click.ClickException:
             raise
         except Exception as exc:
-            from fkd.errors import OptionError, user_message
+            from fkd.errors import user_message
 
             context = click.get_current_context(silent=True)
             message = user_message(exc, context.info_name if context else None)
@@ -166,22 +116,126 @@ def store_location(context: click.Context, param: click.Parameter, value: str | 
 
 
 def parse_pair(text: str, name: str) -> tuple[float, float]:
+    """``0.08,1.0`` -> (0.08, 1.0); a usage error naming ``name`` otherwise."""
+    from fkd.options import parse_pair as parse
+
     try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected two numbers like 0.08,1.0, got {text!r}", param_hint=name
-        ) from None
-    return low, high
+        return parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
-def parse_shard(text: str) -> tuple[int, int]:
+# Click options built from config dataclasses (fkd.options) ----------------------
+
+
+def command(
+    name: str, *configs: type, stops: str | None = None
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """A click command with the options of ``configs`` (``options_from``) that answers
+    user errors in one line (``library_errors``); ``stops``: what is kept when SIGTERM
+    or Ctrl-C stops it (``stops_cleanly``)."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        body = library_errors(func)
+        if stops is not None:
+            body = stops_cleanly(stops)(body)
+        return click.command(name)(options_from(*configs)(body))
+
+    return decorate
+
+
+def options_from(*configs: type) -> Callable[[F], F]:
+    """Give the command a click parameter for every option field of ``configs``.
+
+    In field order, each spelled, typed, ranged and helped as its field declares. The
+    command is called with one instance of each config (built, hence validated, by the
+    class itself: its ``OptionError`` is a usage error naming the flag), followed by
+    the values of any click options declared apart. Put this decorator below
+    ``@click.command`` and any such click options.
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def command(**values: Any) -> Any:
+            built: list[Any] = [build_config(config, values) for config in configs]
+            return func(*built, **values)
+
+        for config in reversed(configs):
+            for item in reversed(option_fields(config)):
+                command = click_parameter(item)(command)
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
+def build_config(config: type[T], values: dict[str, Any]) -> T:
+    """``config`` from its fields' click values (removed from ``values``); ``None`` from
+    click (not given, no click default) leaves the field's own default."""
+    given = {}
+    for item in option_fields(config):
+        value = values.pop(item.name)
+        if value is not None or item.required:
+            given[item.name] = value
     try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected i/n like 0/4, got {text!r}", param_hint="--shard"
-        ) from None
-    if not (count >= 1 and 0 <= index < count):
-        raise click.BadParameter(f"expected 0 <= i < n, got {text!r}", param_hint="--shard")
-    return index, count
+        return config(**given)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
+
+
+def click_parameter(item: OptionField) -> Callable[[F], F]:
+    """The click option (or argument) that ``item`` declares."""
+    spec = item.spec
+    callback = _callback(item) if spec.parse or spec.store else None
+    if spec.argument:
+        return click.argument(item.name, type=click_type(item), callback=callback)
+    names = [spec.flag, *([spec.short] if spec.short else []), item.name]
+    if item.kind is bool:  # a flag; a field defaulting to True is turned off by its flag
+        off: dict[str, Any] = {"default": True, "flag_value": False} if item.default else {}
+        return click.option(*names, is_flag=True, help=spec.help, **off)
+    default = None if item.required or item.default == () else item.default
+    if spec.parse is not None:
+        default = spec.format(default) if spec.format and default is not None else None
+    return click.option(
+        *names,
+        type=click_type(item),
+        multiple=item.multiple,
+        required=item.required,
+        default=default,
+        show_default=True if default is not None else None,
+        metavar=spec.metavar,
+        callback=callback,
+        help=spec.help,
+    )
+
+
+def click_type(item: OptionField) -> click.ParamType | None:
+    spec = item.spec
+    if spec.parse is not None:
+        return None
+    if spec.choices is not None:
+        if callable(spec.choices):
+            return RegistryChoice(spec.choices)
+        return click.Choice(list(spec.choices))
+    if item.kind is Path:
+        return click.Path(path_type=Path, file_okay=spec.file_okay, dir_okay=spec.dir_okay)
+    if item.kind in (int, float) and (spec.low is not None or spec.high is not None):
+        ranged = click.IntRange if item.kind is int else click.FloatRange
+        return ranged(spec.low, spec.high, min_open=spec.low_open)  # type: ignore[arg-type]
+    return click.types.convert_type(item.kind) if item.kind in (int, float) else None
+
+
+def _callback(item: OptionField) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Check a store location, then parse the text (its ``ValueError``: a usage error)."""
+    spec = item.spec
+
+    def callback(context: click.Context, param: click.Parameter, value: Any) -> Any:
+        if spec.store:
+            value = store_location(context, param, value)
+        if spec.parse is None or value is None:
+            return value
+        try:
+            return spec.parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=spec.flag) from None
+
+    return callback

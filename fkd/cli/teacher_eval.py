@@ -3,33 +3,34 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 
-from fkd.cli.options import device_options, evaluation_options, library_errors, teacher_options
-from fkd.cli.stopping import stops_cleanly
+from fkd import shared_options as shared
+from fkd.cli.options import command
+from fkd.options import argument
 
 
-@click.command("teacher-eval")
-@click.argument("data", type=click.Path(path_type=Path))
-@teacher_options
-@evaluation_options(batch_size=128)
-@device_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@stops_cleanly("teacher-eval writes nothing; re-run it for the accuracy.")
-@library_errors
-def teacher_eval_command(
-    data: Path,
-    teachers: tuple[str, ...],
-    weights: tuple[str, ...],
-    batch_size: int,
-    crop_pct: float,
-    device: str,
-    workers: int,
-    as_json: bool,
-) -> None:
+@dataclass(frozen=True)
+class TeacherEvalOptions:
+    data: Path = argument("DATA")
+    teachers: tuple[str, ...] = shared.teachers()
+    weights: tuple[str, ...] = shared.weights()
+    batch_size: int = shared.eval_batch_size(128)
+    crop_pct: float = shared.crop_pct()
+    device: str = shared.device()
+    workers: int = shared.decode_workers()
+    as_json: bool = shared.result_as_json()
+
+
+@command(
+    "teacher-eval",
+    TeacherEvalOptions,
+    stops="teacher-eval writes nothing; re-run it for the accuracy.",
+)
+def teacher_eval_command(options: TeacherEvalOptions) -> None:
     """Evaluate a teacher's top-1/top-5 accuracy on the labelled images in DATA.
 
     DATA is an ImageFolder tree or a labelled file list, read as fkd generate
@@ -41,6 +42,12 @@ def teacher_eval_command(
     from fkd.evaluate import load_and_evaluate
 
     accuracy = load_and_evaluate(
-        data, teachers, tuple(weights), device, batch_size, workers, crop_pct
+        options.data,
+        options.teachers,
+        options.weights,
+        options.device,
+        options.batch_size,
+        options.workers,
+        options.crop_pct,
     )
-    click.echo(json.dumps(asdict(accuracy)) if as_json else accuracy.line())
+    click.echo(json.dumps(asdict(accuracy)) if options.as_json else accuracy.line())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from fkd.cli.options import library_errors, store_location
+from fkd.cli.options import command
+from fkd.options import argument, option
 
 if TYPE_CHECKING:
     from fkd.storage_formats.verify import Problem
@@ -16,17 +18,19 @@ if TYPE_CHECKING:
 ARRAY_NAMED = re.compile(r"array '([^']+)'")  # the array a Problem.what names, if any
 
 
-@click.command("verify")
-@click.argument("store", callback=store_location)
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also check that this image folder (or file list) still matches the "
-    "store's manifest: names and sizes.",
-)
-@library_errors
-def verify_command(store: str, data: Path | None) -> None:
+@dataclass(frozen=True)
+class VerifyOptions:
+    store: str = argument("STORE", store=True)
+    data: Path | None = option(
+        "--data",
+        default=None,
+        help="Also check that this image folder (or file list) still matches the "
+        "store's manifest: names and sizes.",
+    )
+
+
+@command("verify", VerifyOptions)
+def verify_command(options: VerifyOptions) -> None:
     """Read every chunk of STORE, check its crc32c and the format's invariants.
 
     STORE is a path or an fsspec URL. Exit status 0 only if everything holds;
@@ -34,13 +38,13 @@ def verify_command(store: str, data: Path | None) -> None:
     """
     from fkd.storage_formats.verify import verify_store
 
-    manifest = None
-    if data is not None:
+    store, manifest = options.store, None
+    if options.data is not None:
         from fkd.images import scan_source
         from fkd.storage_formats import LabelStore
 
         hashed = LabelStore.open(store).spec.file_hashes
-        manifest = scan_source(data, hash_files=hashed).manifest
+        manifest = scan_source(options.data, hash_files=hashed).manifest
     problems = verify_store(store, manifest)
     if problems:
         for problem in problems:

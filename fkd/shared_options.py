@@ -1,0 +1,79 @@
+"""Options several commands declare alike: the teacher, the device, evaluation batches.
+
+Each function returns a whole dataclass field (default and option), so a config
+declares it in one line: ``device: str = shared_options.device()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fkd.options import option
+
+
+def teachers() -> Any:
+    """``--teacher SPEC`` (repeatable: an ensemble)."""
+    return option(
+        "--teacher",
+        default=("efficientnet_lite0",),
+        metavar="SPEC",
+        help="Teacher: efficientnet_lite0 (built in, ImageNet), torchvision:<arch>, "
+        "timm:<name>, fkd:<arch> (an fkd train checkpoint via --weights), or "
+        "package.module:factory. Repeat for an ensemble (probabilities averaged).",
+    )
+
+
+def weights() -> Any:
+    """``--weights FILE`` (repeatable, one per ``--teacher``)."""
+    return option(
+        "--weights",
+        default=(),
+        metavar="FILE",
+        help="Weights for the teacher at the same position (a state dict read with "
+        "weights_only=True, or .safetensors). Repeat once per --teacher; omit to use the "
+        "teacher's own pretrained weights.",
+    )
+
+
+def device() -> Any:
+    return option(
+        "--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
+    )
+
+
+def decode_workers() -> Any:
+    return option(
+        "--workers",
+        default=2,
+        low=0,
+        help="Image decode processes running ahead of the teacher (0: decode inline).",
+    )
+
+
+def eval_batch_size(default: int) -> Any:
+    return option("--batch-size", default=default, low=1, help="Images per forward pass.")
+
+
+def crop_pct() -> Any:
+    return option(
+        "--crop-pct",
+        default=0.875,
+        low=0.1,
+        high=1.0,
+        help="Resize the short side to input_size / crop_pct, then centre-crop.",
+    )
+
+
+def result_as_json() -> Any:
+    return option("--json", default=False, help="Print the result as JSON.")
+
+
+__all__ = [
+    "crop_pct",
+    "decode_workers",
+    "device",
+    "eval_batch_size",
+    "result_as_json",
+    "teachers",
+    "weights",
+]
