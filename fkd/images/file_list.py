@@ -10,12 +10,12 @@ from pathlib import Path
 
 from fkd.images.file_list_parsing import ListedImage, parse_file_list
 from fkd.images.image_source import (
-    IMAGE_EXTENSIONS,
-    SHOWN_NAMES,
     FoundImage,
     ImageSource,
     ImageSourceError,
     build_source,
+    few_names,
+    is_image_name,
     source_root,
 )
 from fkd.storage_formats.manifest import NO_TARGET
@@ -28,7 +28,7 @@ def scan_file_list(
 ) -> ImageSource:
     """An ``ImageSource`` for a text/CSV file list, paths relative to ``root`` (default:
     the list's folder)."""
-    if list_file.suffix.lower() in IMAGE_EXTENSIONS:
+    if is_image_name(list_file.name):
         raise ImageSourceError(
             f"DATA {list_file} is an image, not a folder or a file list; pass its folder"
         )
@@ -125,10 +125,8 @@ def listed_file_sizes(where: Path, base: Path, listed: Sequence[ListedImage]) ->
             continue
         sizes.append(info.st_size)
     if missing:
-        shown = ", ".join(missing[:SHOWN_NAMES])
-        more = f" and {len(missing) - SHOWN_NAMES} more" if len(missing) > SHOWN_NAMES else ""
         raise ImageSourceError(
-            f"file list {where} names {len(missing)} file(s) missing under {base}: {shown}{more}; "
-            "fix the list or pass the root folder they are under"
+            f"file list {where} names {len(missing)} file(s) missing under {base}: "
+            f"{few_names(missing)}; fix the list or pass the root folder they are under"
         )
     return sizes

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fkd.images.image_source import IMAGE_EXTENSIONS, ImageSourceError
+from fkd.images.image_source import ImageSourceError, is_image_name
 from fkd.storage_formats.manifest import check_relative_path
 
 LABEL_HEADER_NAMES = frozenset({"label", "target", "class"})
@@ -60,7 +60,7 @@ def choose_splitter(lines: Sequence[str]) -> Callable[[str], list[str]]:
 def split_on_whitespace(line: str) -> list[str]:
     """``path label`` on the last run of whitespace, unless the last word is an image name."""
     fields = line.rsplit(None, 1)
-    if len(fields) == 2 and PurePosixPath(fields[1]).suffix.lower() in IMAGE_EXTENSIONS:
+    if len(fields) == 2 and is_image_name(fields[1]):
         return [line]
     return fields
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fkd.images.image_source import (
-    IMAGE_EXTENSIONS,
     SHOWN_NAMES,
     FoundImage,
     ImageSource,
@@ -15,6 +14,7 @@ from fkd.images.image_source import (
     build_source,
     extensions_text,
     image_folder_root,
+    is_image_name,
 )
 from fkd.storage_formats.manifest import NO_TARGET, check_relative_path
 
@@ -63,7 +63,7 @@ def visible_entries(folder: Path) -> list[os.DirEntry[str]]:
 
 def is_image_entry(entry: os.DirEntry[str]) -> bool:
     """A regular file (symlinks followed) with an image extension; broken links are errors."""
-    if Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
+    if not is_image_name(entry.name):
         return False
     if entry.is_symlink() and not os.path.exists(entry.path):
         raise ImageSourceError(f"{entry.path} is a broken symlink; fix the link or remove it")

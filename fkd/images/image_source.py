@@ -7,9 +7,9 @@ them by relative POSIX path, builds the manifest and hashes the files when asked
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from fkd.exceptions import UserInputError
 from fkd.storage_formats.manifest import Manifest
@@ -104,6 +104,18 @@ def sha256_of(path: Path) -> str:
             f"cannot read {path} to hash it: {error.strerror or error}; check its permissions"
         ) from error
     return digest.hexdigest()
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name ends in one of ``IMAGE_EXTENSIONS``, in any case."""
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def few_names(names: Sequence[str]) -> str:
+    """The first ``SHOWN_NAMES`` names, comma-separated, and how many more there are."""
+    shown = ", ".join(names[:SHOWN_NAMES])
+    more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+    return shown + more
 
 
 def extensions_text() -> str:

@@ -4,6 +4,7 @@ Imports numpy, zarr and numcodecs only, so a consumer of a published store can
 read it without torch.
 """
 
+from fkd.storage_formats.codec_registry import codec_names, register_codec
 from fkd.storage_formats.crop_sampler import sample_boxes
 from fkd.storage_formats.errors import (
     CorruptChunkError,
@@ -14,13 +15,7 @@ from fkd.storage_formats.errors import (
     UncommittedBlockError,
     UnsafePathError,
 )
-from fkd.storage_formats.label_codecs import (
-    LabelCodec,
-    LabelField,
-    codec_names,
-    get_codec,
-    register_codec,
-)
+from fkd.storage_formats.label_codecs import LabelCodec, LabelField, get_codec
 from fkd.storage_formats.layout import STATUS_FAILED, STATUS_OK, STATUS_PENDING
 from fkd.storage_formats.manifest import Manifest
 from fkd.storage_formats.spec import (

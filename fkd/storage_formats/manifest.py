@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
-from typing import Any, NoReturn, overload
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -354,13 +354,13 @@ def check_path_rows(
             f"manifest path offsets must rise from 0 to {data.size}, the path bytes' length"
         )
     bad = (lengths == 0) | (lengths > MAX_PATH_BYTES)
-    _refuse_rows(bad, data, offsets, f"is empty or longer than {MAX_PATH_BYTES} bytes", first)
+    too_long = f"is empty or longer than {MAX_PATH_BYTES} bytes"
+    _refuse(_marked_row(bad, first), data, offsets, too_long)
     base = int(rows[0])
     piece = data[base : rows[-1]]
     local = rows - base
-    _refuse_bytes(
-        (piece == NUL) | (piece == BACKSLASH), data, offsets, "holds a NUL or backslash", base
-    )
+    nul_or_backslash = _marked_row((piece == NUL) | (piece == BACKSLASH), base, offsets)
+    _refuse(nul_or_backslash, data, offsets, "holds a NUL or backslash")
     slash = piece == SLASH
     # A component starts at a path's first byte or after '/', and ends at its last or before '/'.
     begins = np.zeros(piece.size, dtype=bool)
@@ -373,7 +373,8 @@ def check_path_rows(
     wrong = slash & (begins | ends)  # a leading or trailing '/', or '//'
     wrong |= dot & begins & ends  # '.'
     wrong[:-1] |= dot[:-1] & dot[1:] & begins[:-1] & ends[1:] & ~ends[:-1]  # '..'
-    _refuse_bytes(wrong, data, offsets, "must be relative, normalised and without '..'", base)
+    not_normal = "must be relative, normalised and without '..'"
+    _refuse(_marked_row(wrong, base, offsets), data, offsets, not_normal)
 
 
 def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
@@ -404,32 +405,23 @@ def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
             raise ValueError(f"manifest path {row} does not start on a UTF-8 character")
 
 
-def _refuse_rows(
-    bad: NDArray[np.bool_],
-    data: NDArray[np.uint8],
-    offsets: NDArray[np.int64],
-    what: str,
-    first_row: int = 0,
+def _marked_row(
+    bad: NDArray[np.bool_], first: int, offsets: NDArray[np.int64] | None = None
+) -> int | None:
+    """The first row marked ``bad`` (``bad[0]`` is row ``first``), or, given ``offsets``,
+    the row holding the first byte marked ``bad`` (``bad[0]`` is byte ``first``)."""
+    if not bad.any():
+        return None
+    at = first + int(np.flatnonzero(bad)[0])
+    return at if offsets is None else int(np.searchsorted(offsets, at, side="right")) - 1
+
+
+def _refuse(
+    row: int | None, data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
 ) -> None:
-    """Refuse the first row marked ``bad`` (``bad[0]`` is row ``first_row``)."""
-    if bad.any():
-        _refuse(first_row + int(np.flatnonzero(bad)[0]), data, offsets, what)
-
-
-def _refuse_bytes(
-    bad: NDArray[np.bool_],
-    data: NDArray[np.uint8],
-    offsets: NDArray[np.int64],
-    what: str,
-    first_byte: int = 0,
-) -> None:
-    """Refuse the row holding the first byte marked ``bad`` (``bad[0]`` is ``first_byte``)."""
-    if bad.any():
-        at = first_byte + int(np.flatnonzero(bad)[0])
-        _refuse(int(np.searchsorted(offsets, at, side="right")) - 1, data, offsets, what)
-
-
-def _refuse(row: int, data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str) -> NoReturn:
+    """Refuse path ``row`` saying ``what`` is wrong with it (nothing when ``row`` is None)."""
+    if row is None:
+        return
     raw = data[offsets[row] : offsets[row + 1]].tobytes()[:MAX_PATH_BYTES]
     raise ValueError(f"manifest path {row} ({raw!r}) {what}")
 
