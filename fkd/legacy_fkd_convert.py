@@ -32,10 +32,11 @@ from fkd.storage_formats.legacy_fkd import (
 )
 from fkd.storage_formats.legacy_import import (
     ImportPlan,
-    import_legacy_files,
+    legacy_store_spec,
     matched_plan,
     matching_rows,
     unmatched_plan,
+    write_legacy_store,
 )
 
 
@@ -138,9 +139,9 @@ def import_legacy(
 ) -> LabelStore:
     """Convert a folder of FKD files into a store (boxes kept on the 16-bit grid)."""
     plan = plan_import(source, data)
-    return import_legacy_files(
-        plan, out, load_legacy_file, num_classes, label_type, value_dtype, block_size, overwrite
-    )
+    first = load_legacy_file(plan.files[0])
+    spec = legacy_store_spec(plan, first, num_classes, label_type, value_dtype, block_size)
+    return write_legacy_store(plan, spec, out, load_legacy_file, overwrite)
 
 
 def export_legacy(

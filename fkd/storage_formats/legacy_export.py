@@ -1,36 +1,28 @@
-"""A store out to legacy FKD label files (``fkd convert --to fkd-legacy``).
+"""Export: a store out to legacy FKD label files (``fkd convert --to fkd-legacy``).
 
-One file per ok image at ``out/<split>/<class>/<stem>.tar``, where FKD's own
-``train_FKD.py`` looks (``legacy_fkd``).  The export is whole or absent: it is
-written into a staging folder beside ``out`` and renamed into place.  Writing one
-file is the caller's ``save`` (the files are torch pickles; see
-``fkd.legacy_fkd_convert``).
+An export is whole or absent: staged beside ``out``, then renamed into place.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from fkd.storage_formats.layout import STATUS_OK
 from fkd.storage_formats.legacy_fkd import (
     FKD_SPLIT,
     LEGACY_SUFFIX,
     LegacyFormatError,
+    SaveLegacy,
     check_split,
     fkd_label_files,
     legacy_content,
 )
 from fkd.storage_formats.zarr_store import LabelStore
-
-SaveLegacy = Callable[[list[NDArray[Any]], Path], None]
-"""Writes one file's ``[coords, flips, labels]`` (``fkd.legacy_fkd_convert.save_legacy_file``)."""
 
 
 def export_legacy_files(

@@ -18,14 +18,15 @@ export is written at ``OUT/train/<class>/<stem>.tar`` (``fkd_label_file``), and
 two images whose names agree up to their first '.' in one class folder
 (``x.jpg`` and ``x.png``) cannot both be labelled: the export refuses them.
 
-This module and ``legacy_import`` / ``legacy_export`` work on numpy arrays.  The
-files themselves are torch pickles: ``fkd.legacy_fkd_convert`` reads them safely
-(``torch.load(weights_only=True)``, numpy arrays only) and writes them.
+This module, ``legacy_import`` and ``legacy_export`` work on numpy arrays.  The
+files themselves are torch pickles, so the caller reads and writes them
+(``LoadLegacy``, ``SaveLegacy``): ``fkd.legacy_fkd_convert`` does, safely
+(``torch.load(weights_only=True)``, numpy arrays only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ class LegacyLabels:
     flips: NDArray[np.bool_]
     index: NDArray[np.int64]
     value: NDArray[np.float32] | None
+
+
+LoadLegacy = Callable[[Path], LegacyLabels]
+"""Reads one legacy file (``fkd.legacy_fkd_convert.load_legacy_file``)."""
+
+SaveLegacy = Callable[[list[NDArray[Any]], Path], None]
+"""Writes one file's ``[coords, flips, labels]`` (``fkd.legacy_fkd_convert.save_legacy_file``)."""
 
 
 def legacy_labels(content: Any, path: Path) -> LegacyLabels:

@@ -1,16 +1,13 @@
-"""Legacy FKD label files into a store (``fkd convert --from fkd-legacy``).
+"""Import: legacy FKD label files into a new store (``fkd convert --from fkd-legacy``).
 
-Each file is matched to its image (by FKD's own lookup rule, ``legacy_fkd``), the
-codec is chosen from what the first file holds, and the store is written block by
-block with the boxes kept on the 16-bit grid (``sampler="stored"``).  Reading a
-file is the caller's ``load`` (the files are torch pickles; see
-``fkd.legacy_fkd_convert``).
+A plan matches each file to its image by FKD's own lookup rule; the codec follows
+what the first file holds; boxes are kept on the 16-bit grid (``sampler="stored"``).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +21,12 @@ from fkd.storage_formats.legacy_fkd import (
     FKD_SPLIT,
     LegacyFormatError,
     LegacyLabels,
+    LoadLegacy,
     fkd_label_file,
 )
 from fkd.storage_formats.manifest import Manifest
 from fkd.storage_formats.spec import CodecSpec, CropSpec, StoreSpec, TeacherInfo
 from fkd.storage_formats.zarr_store import BlockData, LabelStore, is_url
-
-LoadLegacy = Callable[[Path], LegacyLabels]
-"""Reads one legacy file (``fkd.legacy_fkd_convert.load_legacy_file``)."""
 
 
 @dataclass(frozen=True)
@@ -114,25 +109,28 @@ def codec_for(
     return CodecSpec(name, num_classes, k=sample.index.shape[1], value_dtype=value_dtype)
 
 
-def import_legacy_files(
+def legacy_store_spec(
     plan: ImportPlan,
-    out: str,
-    load: LoadLegacy,
+    first: LegacyLabels,
     num_classes: int,
-    label_type: str | None = None,
-    value_dtype: str = "float16",
-    block_size: int = 256,
-    overwrite: bool = False,
-) -> LabelStore:
-    """Write the planned files into a new store at ``out``; a failure leaves nothing there."""
-    first = load(plan.files[0])
-    spec = StoreSpec(
+    label_type: str | None,
+    value_dtype: str,
+    block_size: int,
+) -> StoreSpec:
+    """The spec of the store the planned files make, from what the ``first`` file holds."""
+    return StoreSpec(
         **plan.manifest.spec_fields(),
         codec=codec_for(first, num_classes, label_type, value_dtype),
         crops=CropSpec(crops_per_image=first.coords.shape[0], sampler="stored"),
         teacher=TeacherInfo("fkd-legacy", input_size=224),
         block_size=block_size,
     )
+
+
+def write_legacy_store(
+    plan: ImportPlan, spec: StoreSpec, out: str, load: LoadLegacy, overwrite: bool
+) -> LabelStore:
+    """Write the planned files into a new store at ``out``; a failure leaves nothing there."""
     store = LabelStore.create(out, spec, plan.manifest, overwrite=overwrite)
     try:
         for block in range(spec.num_blocks):
