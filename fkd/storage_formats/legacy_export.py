@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.storage_formats.label_store import LabelStore
 from fkd.storage_formats.layout import STATUS_OK
 from fkd.storage_formats.legacy_fkd import (
     FKD_SPLIT,
@@ -22,7 +23,6 @@ from fkd.storage_formats.legacy_fkd import (
     fkd_label_files,
     legacy_content,
 )
-from fkd.storage_formats.zarr_store import LabelStore
 
 
 def export_legacy_files(

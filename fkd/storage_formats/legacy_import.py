@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.storage_formats.block_commit import BlockData
 from fkd.storage_formats.label_codecs import quantize_values
+from fkd.storage_formats.label_store import LabelStore
 from fkd.storage_formats.layout import STATUS_OK
 from fkd.storage_formats.legacy_fkd import (
     FKD_SPLIT,
@@ -26,7 +28,7 @@ from fkd.storage_formats.legacy_fkd import (
 )
 from fkd.storage_formats.manifest import Manifest
 from fkd.storage_formats.spec import CodecSpec, CropSpec, StoreSpec, TeacherInfo
-from fkd.storage_formats.zarr_store import BlockData, LabelStore, is_url
+from fkd.storage_formats.store_location import is_url
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import zarr
 
 from fkd.storage_formats.checksums import SUMS, checksum_lines
 from fkd.storage_formats.errors import StoreError, StoreExistsError
+from fkd.storage_formats.label_store import LabelStore
 from fkd.storage_formats.verify import verify_store
-from fkd.storage_formats.zarr_store import LabelStore
 
 CARD = "README.md"
 
