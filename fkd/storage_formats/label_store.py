@@ -14,7 +14,8 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from fkd.storage_formats.block_commit import BlockWriter
 from fkd.storage_formats.errors import StoreError, StoreFormatError, write_failure
 from fkd.storage_formats.layout import ArrayLayout, store_layout
-from fkd.storage_formats.manifest import Manifest, encode_paths
+from fkd.storage_formats.manifest import Manifest
+from fkd.storage_formats.path_bytes import encode_paths
 from fkd.storage_formats.spec import StoreSpec
 from fkd.storage_formats.store_location import (
     check_local_location,
