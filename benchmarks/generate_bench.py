@@ -77,7 +77,7 @@ from fkd.generate import (
     store_bytes,
 )
 from fkd.images import decode_image, scan_source
-from fkd.labels import encode_torch, to_numpy_fields
+from fkd.label_codecs_torch import encode_torch, to_numpy_fields
 from fkd.storage_formats import (
     STATUS_OK,
     BlockData,

@@ -64,8 +64,9 @@ from fkd.data import (
     crop_schedule,
 )
 from fkd.generate import GenerateConfig, generate
-from fkd.legacy import export_legacy, legacy_path
+from fkd.legacy_fkd_convert import export_legacy
 from fkd.storage_formats import LabelStore
+from fkd.storage_formats.legacy_fkd import legacy_path
 
 BATCH_CROPS = 64
 TEACHER_MODULE = "fkd_loader_bench_teacher"

@@ -145,9 +145,9 @@ def test_user_errors_share_one_base_and_library_callers_still_catch_value_error(
     from fkd.exceptions import FkdError, OptionError, UserInputError
     from fkd.generate import GenerateError
     from fkd.images import ImageSourceError
-    from fkd.legacy import LegacyFormatError
     from fkd.models import ModelError
     from fkd.storage_formats import StoreError
+    from fkd.storage_formats.legacy_fkd import LegacyFormatError
     from fkd.teachers import TeacherError
     from fkd.train import TrainError
 

@@ -34,7 +34,7 @@ from fkd.data import (
 )
 from fkd.generate import GenerateConfig, generate
 from fkd.images import decode_image
-from fkd.labels import decode_torch
+from fkd.label_codecs_torch import decode_torch
 from fkd.storage_formats import LabelStore
 
 M = 8

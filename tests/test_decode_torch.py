@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fkd.labels import decode_torch
+from fkd.label_codecs_torch import decode_torch
 from fkd.storage_formats import CodecSpec, codec_names, get_codec
 
 

@@ -42,7 +42,7 @@ from store_factory import read_all
 from fkd import crops as crop_ops
 from fkd.generate import GenerateConfig
 from fkd.images import decode_image, scan_source
-from fkd.labels import encode_torch, to_numpy_fields
+from fkd.label_codecs_torch import encode_torch, to_numpy_fields
 from fkd.models import efficientnet_lite0_weights_path
 from fkd.storage_formats import (
     STATUS_FAILED,

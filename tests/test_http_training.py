@@ -14,7 +14,7 @@ from skimage import data as skdata
 
 from fkd.data import make_loader, set_epoch
 from fkd.generate import GenerateConfig, generate
-from fkd.labels import decode_torch
+from fkd.label_codecs_torch import decode_torch
 from fkd.losses import soft_cross_entropy
 from fkd.storage_formats import LabelStore
 from fkd.storage_formats.publish import publish_store

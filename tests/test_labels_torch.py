@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fkd.labels import encode_torch, quantize_values_torch, to_numpy_fields
+from fkd.label_codecs_torch import encode_torch, quantize_values_torch, to_numpy_fields
 from fkd.storage_formats import CodecSpec, codec_names, get_codec
 from fkd.storage_formats.label_codecs import quantize_values
 

@@ -21,8 +21,9 @@ from store_factory import block_data, make_spec, write_store
 from torchvision.datasets import ImageFolder
 
 from fkd.cli.main import cli
-from fkd.legacy import LegacyFormatError, load_legacy_file
+from fkd.legacy_fkd_convert import load_legacy_file
 from fkd.storage_formats import CodecSpec, LabelStore, Manifest
+from fkd.storage_formats.legacy_fkd import LegacyFormatError
 
 
 def fkd_recover(labels: torch.Tensor, num_classes: int, kind: str) -> np.ndarray:

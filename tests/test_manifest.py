@@ -9,13 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fkd.storage_formats.manifest import (
-    Manifest,
-    check_relative_path,
-    encode_paths,
-    join_paths,
-    rows_to_paths,
-)
+from fkd.storage_formats.manifest import Manifest, check_relative_path
+from fkd.storage_formats.path_bytes import encode_paths, join_paths, rows_to_paths
 
 # Characters that make paths interesting: separators, dots, a multi-byte letter, and the
 # bytes the format forbids.

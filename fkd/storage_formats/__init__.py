@@ -4,6 +4,8 @@ Imports numpy, zarr and numcodecs only, so a consumer of a published store can
 read it without torch.
 """
 
+from fkd.storage_formats.block_commit import BlockData
+from fkd.storage_formats.codec_registry import codec_names, register_codec
 from fkd.storage_formats.crop_sampler import sample_boxes
 from fkd.storage_formats.errors import (
     CorruptChunkError,
@@ -14,13 +16,8 @@ from fkd.storage_formats.errors import (
     UncommittedBlockError,
     UnsafePathError,
 )
-from fkd.storage_formats.label_codecs import (
-    LabelCodec,
-    LabelField,
-    codec_names,
-    get_codec,
-    register_codec,
-)
+from fkd.storage_formats.label_codecs import LabelCodec, LabelField, get_codec
+from fkd.storage_formats.label_store import LabelStore
 from fkd.storage_formats.layout import STATUS_FAILED, STATUS_OK, STATUS_PENDING
 from fkd.storage_formats.manifest import Manifest
 from fkd.storage_formats.spec import (
@@ -30,7 +27,7 @@ from fkd.storage_formats.spec import (
     StoreSpec,
     TeacherInfo,
 )
-from fkd.storage_formats.zarr_store import BlockData, ImageBatch, LabelStore
+from fkd.storage_formats.store_reader import ImageBatch
 
 __all__ = [
     "FORMAT_VERSION",

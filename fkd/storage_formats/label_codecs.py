@@ -2,8 +2,8 @@
 
 Each codec is one class with ``encode`` (dense probabilities to stored arrays)
 and ``decode`` (stored arrays to dense probabilities), vectorised over any
-leading shape, numpy only.  Codecs are registered by name; an unknown name
-fails with the list of known ones.
+leading shape, numpy only.  Codecs are registered by name (``codec_registry``);
+an unknown name fails with the list of known ones.
 
 The formulas (C classes, K kept, p the teacher distribution, v the stored
 values, S = sum of v):
@@ -26,11 +26,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.storage_formats.codec_registry import codec_class, register_codec
+from fkd.storage_formats.codec_registry import codec_names as codec_names  # re-exported (old path)
 from fkd.storage_formats.spec import CodecSpec
 
 UINT8_VALUE_SCALE = 255.0
@@ -112,42 +114,16 @@ class LabelCodec(ABC):
         return probs
 
 
-_REGISTRY: dict[str, type[LabelCodec]] = {}
-C = TypeVar("C", bound=type[LabelCodec])
-
-
-def register_codec(cls: C) -> C:
-    """Class decorator: register a codec under ``cls.name``; duplicates are refused."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"label codec {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def codec_names() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
-
-
-def codec_class(name: str) -> type[LabelCodec]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown label codec {name!r}; known codecs are {list(codec_names())}"
-        ) from None
-
-
 def get_codec(spec: CodecSpec) -> LabelCodec:
     """The codec instance for ``spec``."""
-    return codec_class(spec.name)(spec)
+    codec: LabelCodec = codec_class(spec.name)(spec)
+    return codec
 
 
 def codec_spec(
     name: str, num_classes: int, topk: int, temperature: float = 1.0, value_dtype: str = "uint8"
 ) -> CodecSpec:
     """The spec for ``--label-type name --topk topk``: hard and smoothing keep 1, full keeps C."""
-    from fkd.storage_formats.spec import CodecSpec
-
     k = codec_class(name).k_for(topk, num_classes)
     return CodecSpec(name, num_classes, k=k, temperature=temperature, value_dtype=value_dtype)
 
@@ -239,11 +215,8 @@ def _expect_k(spec: CodecSpec, expected: int, what: str) -> None:
         raise ValueError(f"codec {spec.name!r} requires k={what}, got k={spec.k}")
 
 
-@register_codec
-class HardCodec(LabelCodec):
-    """The teacher's top-1 class only (hardening)."""
-
-    name = "hard"
+class _TopOneCodec(LabelCodec):
+    """Shared K rule of the codecs that keep the top-1 class: K is 1 whatever ``--topk`` says."""
 
     @classmethod
     def k_for(cls, topk: int, num_classes: int) -> int:
@@ -252,6 +225,13 @@ class HardCodec(LabelCodec):
     @classmethod
     def check_spec(cls, spec: CodecSpec) -> None:
         _expect_k(spec, 1, "1")
+
+
+@register_codec
+class HardCodec(_TopOneCodec):
+    """The teacher's top-1 class only (hardening)."""
+
+    name = "hard"
 
     def fields(self) -> tuple[LabelField, ...]:
         return (self._index_field(()),)
@@ -268,18 +248,10 @@ class HardCodec(LabelCodec):
 
 
 @register_codec
-class SmoothingCodec(LabelCodec):
+class SmoothingCodec(_TopOneCodec):
     """Top-1 class and its probability; the rest spread evenly over the other C-1."""
 
     name = "smoothing"
-
-    @classmethod
-    def k_for(cls, topk: int, num_classes: int) -> int:
-        return 1
-
-    @classmethod
-    def check_spec(cls, spec: CodecSpec) -> None:
-        _expect_k(spec, 1, "1")
 
     def fields(self) -> tuple[LabelField, ...]:
         return (self._index_field(()), self._value_field(()))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fkd.storage_formats.label_codecs import get_codec
 from fkd.storage_formats.spec import StoreSpec
@@ -146,3 +147,18 @@ def block_arrays(layout: dict[str, ArrayLayout]) -> list[ArrayLayout]:
 def chunk_key(layout: ArrayLayout, block: int) -> str:
     """The key of the chunk (or shard) of ``layout`` that holds ``block``."""
     return "/".join([layout.name, "c", str(block)] + ["0"] * (len(layout.shape) - 1))
+
+
+def encode_error_text(text: str) -> NDArray[np.uint8]:
+    """A failure reason as one ``image_error`` row: UTF-8, cut to ``ERROR_BYTES``, NUL-padded."""
+    raw = text.encode("utf-8")[:ERROR_BYTES]
+    # Never cut a multi-byte character in half.
+    raw = raw.decode("utf-8", errors="ignore").encode("utf-8")
+    out = np.zeros(ERROR_BYTES, dtype=np.uint8)
+    out[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return out
+
+
+def decode_error_text(row: NDArray[Any]) -> str:
+    """The failure reason an ``image_error`` row holds ("" for none)."""
+    return bytes(np.asarray(row, dtype=np.uint8)).rstrip(b"\x00").decode("utf-8", "replace")

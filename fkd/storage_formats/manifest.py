@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
-from typing import Any, NoReturn, overload
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fkd.storage_formats.path_bytes import PathList, join_paths, rows_to_paths
 from fkd.storage_formats.spec import MAX_PATH_BYTES
 
 NO_TARGET = -1
@@ -45,70 +46,6 @@ def check_relative_path(path: str) -> str:
     if pure.is_absolute() or ".." in pure.parts or not pure.parts or str(pure) != path:
         raise ValueError(f"manifest path {path!r} must be relative, normalised and without '..'")
     return path
-
-
-class PathList(Sequence[str]):
-    """The manifest's paths as a read-only sequence of ``str``, decoded on access."""
-
-    def __init__(self, data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
-        self._data = data
-        self._offsets = offsets
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[str]: ...
-
-    def __getitem__(self, index: int | slice) -> str | list[str]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"path index {index} out of range [0, {len(self)})")
-        return self.encoded(i).decode("utf-8")
-
-    def encoded(self, i: int) -> bytes:
-        """The UTF-8 bytes of path ``i``."""
-        return self._data[self._offsets[i] : self._offsets[i + 1]].tobytes()
-
-    def __iter__(self) -> Iterator[str]:
-        for i in range(len(self)):
-            yield self.encoded(i).decode("utf-8")
-
-    def index(self, path: Any, start: int = 0, stop: int | None = None) -> int:
-        raw = str(path).encode("utf-8")
-        lengths = np.diff(self._offsets)
-        for i in np.flatnonzero(lengths == len(raw)).tolist():
-            if start <= i < (len(self) if stop is None else stop) and self.encoded(i) == raw:
-                return int(i)
-        raise ValueError(f"{path!r} is not in the manifest")
-
-    def __contains__(self, path: object) -> bool:
-        try:
-            self.index(path)
-        except ValueError:
-            return False
-        return True
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PathList):
-            return np.array_equal(self._offsets, other._offsets) and np.array_equal(
-                self._data, other._data
-            )
-        if isinstance(other, (list, tuple)):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"PathList({len(self)} paths)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -317,14 +254,6 @@ def path_hashes(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> NDArray[
     return out
 
 
-def join_paths(paths: Sequence[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    """``str`` paths to (UTF-8 bytes back to back, ``N + 1`` offsets)."""
-    encoded = [p.encode("utf-8") for p in paths]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
-
-
 def check_paths(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
     """Refuse (``ValueError``) paths that are not safe, relative, normalised UTF-8.
 
@@ -354,13 +283,13 @@ def check_path_rows(
             f"manifest path offsets must rise from 0 to {data.size}, the path bytes' length"
         )
     bad = (lengths == 0) | (lengths > MAX_PATH_BYTES)
-    _refuse_rows(bad, data, offsets, f"is empty or longer than {MAX_PATH_BYTES} bytes", first)
+    too_long = f"is empty or longer than {MAX_PATH_BYTES} bytes"
+    _refuse(_marked_row(bad, first), data, offsets, too_long)
     base = int(rows[0])
     piece = data[base : rows[-1]]
     local = rows - base
-    _refuse_bytes(
-        (piece == NUL) | (piece == BACKSLASH), data, offsets, "holds a NUL or backslash", base
-    )
+    nul_or_backslash = _marked_row((piece == NUL) | (piece == BACKSLASH), base, offsets)
+    _refuse(nul_or_backslash, data, offsets, "holds a NUL or backslash")
     slash = piece == SLASH
     # A component starts at a path's first byte or after '/', and ends at its last or before '/'.
     begins = np.zeros(piece.size, dtype=bool)
@@ -373,7 +302,8 @@ def check_path_rows(
     wrong = slash & (begins | ends)  # a leading or trailing '/', or '//'
     wrong |= dot & begins & ends  # '.'
     wrong[:-1] |= dot[:-1] & dot[1:] & begins[:-1] & ends[1:] & ~ends[:-1]  # '..'
-    _refuse_bytes(wrong, data, offsets, "must be relative, normalised and without '..'", base)
+    not_normal = "must be relative, normalised and without '..'"
+    _refuse(_marked_row(wrong, base, offsets), data, offsets, not_normal)
 
 
 def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
@@ -404,32 +334,23 @@ def check_utf8(data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
             raise ValueError(f"manifest path {row} does not start on a UTF-8 character")
 
 
-def _refuse_rows(
-    bad: NDArray[np.bool_],
-    data: NDArray[np.uint8],
-    offsets: NDArray[np.int64],
-    what: str,
-    first_row: int = 0,
+def _marked_row(
+    bad: NDArray[np.bool_], first: int, offsets: NDArray[np.int64] | None = None
+) -> int | None:
+    """The first row marked ``bad`` (``bad[0]`` is row ``first``), or, given ``offsets``,
+    the row holding the first byte marked ``bad`` (``bad[0]`` is byte ``first``)."""
+    if not bad.any():
+        return None
+    at = first + int(np.flatnonzero(bad)[0])
+    return at if offsets is None else int(np.searchsorted(offsets, at, side="right")) - 1
+
+
+def _refuse(
+    row: int | None, data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str
 ) -> None:
-    """Refuse the first row marked ``bad`` (``bad[0]`` is row ``first_row``)."""
-    if bad.any():
-        _refuse(first_row + int(np.flatnonzero(bad)[0]), data, offsets, what)
-
-
-def _refuse_bytes(
-    bad: NDArray[np.bool_],
-    data: NDArray[np.uint8],
-    offsets: NDArray[np.int64],
-    what: str,
-    first_byte: int = 0,
-) -> None:
-    """Refuse the row holding the first byte marked ``bad`` (``bad[0]`` is ``first_byte``)."""
-    if bad.any():
-        at = first_byte + int(np.flatnonzero(bad)[0])
-        _refuse(int(np.searchsorted(offsets, at, side="right")) - 1, data, offsets, what)
-
-
-def _refuse(row: int, data: NDArray[np.uint8], offsets: NDArray[np.int64], what: str) -> NoReturn:
+    """Refuse path ``row`` saying ``what`` is wrong with it (nothing when ``row`` is None)."""
+    if row is None:
+        return
     raw = data[offsets[row] : offsets[row + 1]].tobytes()[:MAX_PATH_BYTES]
     raise ValueError(f"manifest path {row} ({raw!r}) {what}")
 
@@ -462,30 +383,3 @@ def encode_hashes(hashes: Sequence[str]) -> NDArray[np.uint8]:
 
 def decode_hashes(raw: NDArray[Any]) -> tuple[str, ...]:
     return tuple(bytes(row).hex() for row in np.asarray(raw, dtype=np.uint8))
-
-
-def encode_paths(paths: Sequence[str], width: int) -> NDArray[np.uint8]:
-    """UTF-8 paths to a NUL-padded ``[n, width]`` uint8 array (format v1's ``image_path``)."""
-    if width > MAX_PATH_BYTES:
-        raise ValueError(f"path width {width} is over the cap of {MAX_PATH_BYTES} bytes")
-    out = np.zeros((len(paths), width), dtype=np.uint8)
-    for row, path in enumerate(paths):
-        raw = path.encode("utf-8")
-        if len(raw) > width:
-            raise ValueError(f"path {path!r} is longer than {width} bytes")
-        out[row, : len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-    return out
-
-
-def rows_to_paths(rows: NDArray[Any]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    """NUL-padded ``[n, L]`` rows to (path bytes, offsets), trailing NULs dropped (vectorised)."""
-    raw = np.asarray(rows, dtype=np.uint8)
-    if raw.ndim != 2:
-        raise ValueError(f"path rows must be 2-d, got shape {raw.shape}")
-    nonzero = raw != 0
-    width = raw.shape[1]
-    lengths = np.where(nonzero.any(axis=1), width - np.argmax(nonzero[:, ::-1], axis=1), 0)
-    keep = np.arange(width) < lengths[:, None]
-    offsets = np.zeros(raw.shape[0] + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return raw[keep], offsets

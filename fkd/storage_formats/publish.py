@@ -9,7 +9,6 @@ Optionally a single zip of the same files, readable with zarr's ZipStore.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import warnings
 import zipfile
@@ -17,17 +16,16 @@ from pathlib import Path
 
 import zarr
 
+from fkd.storage_formats.checksums import SUMS, checksum_lines
 from fkd.storage_formats.errors import StoreError, StoreExistsError
-from fkd.storage_formats.zarr_store import LabelStore
+from fkd.storage_formats.label_store import LabelStore
+from fkd.storage_formats.verify import verify_store
 
 CARD = "README.md"
-SUMS = "SHA256SUMS"
 
 
 def publish_store(source: str, out: Path, make_zip: bool = False) -> list[Path]:
     """Copy a complete store to ``out`` with a card and checksums; return what was written."""
-    from fkd.storage_formats.verify import verify_store
-
     store = LabelStore.open(source)
     if not store.is_complete():
         raise StoreError(
@@ -65,30 +63,6 @@ def publish_store(source: str, out: Path, make_zip: bool = False) -> list[Path]:
     if make_zip:
         written.append(zip_store(out, out.with_name(f"{out.name}.zip")))
     return written
-
-
-def checksum_lines(root: Path) -> str:
-    lines = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != SUMS):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        lines.append(f"{digest}  {path.relative_to(root).as_posix()}")
-    return "\n".join(lines) + "\n"
-
-
-def check_checksums(root: Path) -> list[str]:
-    """Files whose sha256 differs from ``SHA256SUMS``, or that are missing (empty if none)."""
-    sums = root / SUMS
-    if not sums.is_file():
-        return []
-    problems = []
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        path = root / name
-        if ".." in Path(name).parts or not path.is_file():
-            problems.append(f"{name}: listed in {SUMS} but missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            problems.append(f"{name}: sha256 differs from {SUMS}")
-    return problems
 
 
 def zip_store(folder: Path, target: Path) -> Path:

@@ -11,11 +11,12 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from fkd.exceptions import UserInputError
+from fkd.storage_formats.codec_registry import codec_class
 
 # v2 keeps the manifest's paths as one byte array plus offsets, in a few large chunks
 # (v1: one NUL-padded row per image, chunked per block).  fkd reads both and writes v2.
@@ -60,6 +61,28 @@ def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
     return low, high
 
 
+def fields_as_json(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields as plain JSON values, in field order; tuples become lists."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in asdict(instance).items()
+    }
+
+
+@dataclass(frozen=True)
+class _FlatSpec:
+    """A spec of plain fields: ``to_dict`` gives JSON (tuples as lists), ``from_dict``
+    refuses unknown keys and validates through the constructor."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return fields_as_json(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        _check_unknown_keys(cls, data)
+        return cls(**data)
+
+
 def index_dtype_for(num_classes: int) -> np.dtype[Any]:
     """The narrowest unsigned integer dtype that holds every class index."""
     for dtype in (np.uint8, np.uint16, np.uint32):
@@ -69,10 +92,10 @@ def index_dtype_for(num_classes: int) -> np.dtype[Any]:
 
 
 @dataclass(frozen=True)
-class CodecSpec:
+class CodecSpec(_FlatSpec):
     """How a teacher distribution is compressed into a per-crop label.
 
-    ``name`` is a registered label codec (see ``label_codecs.codec_names()``);
+    ``name`` is a registered label codec (see ``codec_registry.codec_names()``);
     ``k`` is the number of classes kept (1 for ``hard`` and ``smoothing``, C for
     ``full``); ``temperature`` is the softmax temperature the teacher used;
     ``value_dtype`` is the stored precision of probabilities.
@@ -85,8 +108,6 @@ class CodecSpec:
     value_dtype: str = "uint8"
 
     def __post_init__(self) -> None:
-        from fkd.storage_formats.label_codecs import codec_class
-
         _require(
             isinstance(self.num_classes, int) and 1 <= self.num_classes <= MAX_CLASSES,
             f"num_classes must be an integer in [1, {MAX_CLASSES}], got {self.num_classes!r}",
@@ -109,17 +130,9 @@ class CodecSpec:
     def index_dtype(self) -> np.dtype[Any]:
         return index_dtype_for(self.num_classes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CodecSpec:
-        _check_unknown_keys(cls, data)
-        return cls(**data)
-
 
 @dataclass(frozen=True)
-class CropSpec:
+class CropSpec(_FlatSpec):
     """How the M crops of every image are sampled.
 
     ``sampler="fkd-rrc-v1"`` derives every box and flip from (seed, image,
@@ -162,20 +175,9 @@ class CropSpec:
     def boxes_stored(self) -> bool:
         return self.sampler == "stored"
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["scale"] = list(self.scale)
-        data["ratio"] = list(self.ratio)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CropSpec:
-        _check_unknown_keys(cls, data)
-        return cls(**data)
-
 
 @dataclass(frozen=True)
-class TeacherInfo:
+class TeacherInfo(_FlatSpec):
     """Provenance of the teacher (or ensemble) that produced the labels."""
 
     spec: str
@@ -211,18 +213,10 @@ class TeacherInfo:
             object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mean"] = list(self.mean)
-        data["std"] = list(self.std)
-        data["class_names"] = None if self.class_names is None else list(self.class_names)
+        data = fields_as_json(self)
         if self.resampling is None:  # a store written before the key existed stays as it was
             del data["resampling"]
         return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TeacherInfo:
-        _check_unknown_keys(cls, data)
-        return cls(**data)
 
 
 @dataclass(frozen=True)

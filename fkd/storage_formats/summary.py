@@ -14,8 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fkd.storage_formats.label_codecs import dequantize_values
+from fkd.storage_formats.label_store import LabelStore
 from fkd.storage_formats.layout import STATUS_OK, chunk_key
-from fkd.storage_formats.zarr_store import LabelStore, is_url
+from fkd.storage_formats.store_location import is_url
 
 DEFAULT_SAMPLE_IMAGES = 256
 SAMPLE_CROPS = 8192  # crops whose labels are summarised, at most

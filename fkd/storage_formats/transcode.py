@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.storage_formats.block_commit import BlockData
 from fkd.storage_formats.errors import StoreError
+from fkd.storage_formats.label_store import LabelStore
+from fkd.storage_formats.layout import STATUS_OK
 from fkd.storage_formats.spec import FORMAT_VERSION, CodecSpec
-from fkd.storage_formats.zarr_store import STATUS_OK, BlockData, LabelStore, is_url
+from fkd.storage_formats.store_location import is_url
 
 __all__ = ["transcode_store"]
 

@@ -21,9 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fkd.storage_formats.block_chunk_reader import decode_block, is_fkd_block_chain
+from fkd.storage_formats.checksums import check_checksums
 from fkd.storage_formats.crop_sampler import grid_to_fractions
 from fkd.storage_formats.errors import CorruptChunkError, StoreError
 from fkd.storage_formats.label_codecs import dequantize_values
+from fkd.storage_formats.label_store import LabelStore
 from fkd.storage_formats.layout import (
     COMMIT_ARRAY,
     STATUS_FAILED,
@@ -33,9 +35,8 @@ from fkd.storage_formats.layout import (
     label_array_name,
 )
 from fkd.storage_formats.manifest import Manifest
-from fkd.storage_formats.publish import check_checksums
 from fkd.storage_formats.shard_reader import is_fkd_chain
-from fkd.storage_formats.zarr_store import LabelStore, is_url, read_key
+from fkd.storage_formats.store_location import is_url, read_key
 
 SUM_TOLERANCE = 1e-3
 DENSE_CHECKED_IMAGES = 4  # per block, decoded to dense rows

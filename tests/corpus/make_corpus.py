@@ -35,7 +35,7 @@ from store_factory import make_spec, write_store
 
 from fkd.storage_formats import LabelStore
 from fkd.storage_formats.layout import store_layout
-from fkd.storage_formats.manifest import join_paths
+from fkd.storage_formats.path_bytes import join_paths
 from fkd.storage_formats.zarr_store import chunk_codecs
 
 Edit = Callable[[Path, Path], None]
