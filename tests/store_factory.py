@@ -43,7 +43,7 @@ def make_spec(
         **{**manifest.spec_fields(), "max_path_bytes": 64},
         codec=codec or CodecSpec("marginal_smoothing", CLASSES, k=5, value_dtype="float16"),
         crops=CropSpec(crops_per_image=crops, sampler=sampler, seed=7),
-        teacher=TeacherInfo("test-teacher", input_size=32),
+        teacher=TeacherInfo("test-teacher", input_size=32, resampling="uint8-bilinear"),
         block_size=block_size,
     )
 
