@@ -23,7 +23,9 @@ from fkd import crops as crop_ops
 from fkd.crops.datasets import SampledCropDataset
 from fkd.crops.schedule import ScheduledIndex
 from fkd.data import CropLabelDataset
-from fkd.generate import CropCutter, GenerateConfig, generate, open_or_create_store
+from fkd.generate import GenerateConfig, generate
+from fkd.generate.cutter import CropCutter
+from fkd.generate.store_setup import open_or_create_store
 from fkd.images import decode_image, scan_source
 from fkd.storage_formats import LabelStore
 from fkd.teachers import load_teacher

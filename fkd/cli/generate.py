@@ -309,7 +309,7 @@ def generate_command(
         check_fidelity=check_fidelity,
     )
     if plan:
-        from fkd.plan import plan_generation
+        from fkd.generate.plan import plan_generation
 
         for line in plan_generation(config, plan_crops_per_s).lines():
             click.echo(line)
@@ -332,7 +332,8 @@ def run_generate(
     progress = False if quiet else None
     if scheduler is None and cluster is None:
         return generate(config, progress=progress)
-    from fkd.distributed import ClusterOptions, generate_distributed, parse_cluster
+    from fkd.generate.dask_cluster import ClusterOptions, parse_cluster
+    from fkd.generate.dask_runner import generate_distributed
 
     try:
         local = parse_cluster(cluster) if cluster is not None else None
