@@ -75,7 +75,7 @@ def write_images(folder: Path, count: int) -> None:
 
 def load_teacher_here(config: Any) -> None:
     """Import the pipeline and load the teacher into this worker's cache."""
-    from fkd.distributed import _WORKER_CACHE, cached_teacher
+    from fkd.generate.dask_task import _WORKER_CACHE, cached_teacher
 
     with _WORKER_CACHE.lock:
         cached_teacher(config, torch.device("cpu"))
@@ -101,8 +101,8 @@ def timed_blocks(client: Any, config: Any) -> tuple[Any, float]:
 
     The same calls as ``generate_on_client`` (scan, teacher and store first, untimed).
     """
-    from fkd.distributed import collect, submit_blocks
     from fkd.generate import GenerateSummary, prepare_run
+    from fkd.generate.dask_runner import collect, submit_blocks
     from fkd.progress import Progress
 
     run = prepare_run(config, torch.device("cpu"))
@@ -118,7 +118,8 @@ def run_on_cluster(
 ) -> dict[str, Any]:
     from distributed import Client
 
-    from fkd.distributed import generate_on_client, local_cluster
+    from fkd.generate.dask_cluster import local_cluster
+    from fkd.generate.dask_runner import generate_on_client
 
     with local_cluster(workers) as cluster, Client(cluster) as client:
         client.wait_for_workers(workers)

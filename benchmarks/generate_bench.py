@@ -64,18 +64,16 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 import fkd.crops
-import fkd.generate
+import fkd.generate.labeller
+import fkd.generate.pipeline
 import fkd.teachers
 from fkd import crops as crop_ops
-from fkd.generate import (
-    CPU_BATCH_SIZE,
-    BlockLabeller,
-    CropCutter,
-    GenerateConfig,
-    build_spec,
-    generate,
-    store_bytes,
-)
+from fkd.generate import GenerateConfig, generate
+from fkd.generate.config import CPU_BATCH_SIZE
+from fkd.generate.cutter import CropCutter
+from fkd.generate.labeller import BlockLabeller
+from fkd.generate.store_setup import build_spec
+from fkd.generate.summary import store_bytes
 from fkd.images import decode_image, scan_source
 from fkd.label_codecs_torch import encode_torch, to_numpy_fields
 from fkd.storage_formats import (
@@ -172,19 +170,19 @@ def instrumented(stages: Stages, targets: list[tuple[Any, str, str]]) -> Iterato
 
 
 def generate_stage_targets() -> list[tuple[Any, str, str]]:
-    """The functions ``fkd.generate`` calls per stage, as looked up at call time."""
+    """The functions ``fkd.generate``'s pipeline calls per stage, as looked up at call time."""
     return [
-        (fkd.generate, "scan_source", "setup: scan"),
-        (fkd.generate, "load_teachers", "setup: load teacher"),
-        (fkd.generate, "open_or_create_store", "setup: create store"),
+        (fkd.generate.pipeline, "scan_source", "setup: scan"),
+        (fkd.generate.pipeline, "load_teachers", "setup: load teacher"),
+        (fkd.generate.pipeline, "open_or_create_store", "setup: create store"),
         (BlockLabeller, "boxes", "boxes (sample)"),
         (fkd.crops, "image_to_tensor", "image to tensor"),
         (CropCutter, "cut_boxes", "cut crops (main process; workers cut off this path)"),
         (fkd.crops, "normalise", "normalise"),
-        (fkd.generate, "_take", "batch (torch.cat)"),
+        (fkd.generate.labeller, "_take", "batch (torch.cat)"),
         (fkd.teachers.LoadedTeacher, "probabilities", "teacher forward"),
-        (fkd.generate, "encode_torch", "encode (topk + quantise)"),
-        (fkd.generate, "to_numpy_fields", "encoded to numpy"),
+        (fkd.generate.labeller, "encode_torch", "encode (topk + quantise)"),
+        (fkd.generate.labeller, "to_numpy_fields", "encoded to numpy"),
     ]
 
 

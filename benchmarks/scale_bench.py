@@ -31,7 +31,7 @@ fkd, not the synthesis.  Then, on that store, it times:
 - first batch, 2 workers: ``next(iter(loader))`` including the workers'
   start-up (each opens the store itself); manifest reads in the workers are
   counted after both have served a batch;
-- dask task prologue: the part of ``fkd.distributed.label_block`` that does not
+- dask task prologue: the part of ``fkd.generate.dask_task.label_block`` that does not
   depend on the block's images (open r+, compare specs, the worker's cached
   ``ImageSource`` of the store's manifest, and the commit-marker read that
   ``write_block`` does), called in this process, not on a LocalCluster: once as
@@ -108,8 +108,8 @@ from PIL import Image
 from torch import nn
 
 import fkd
-from fkd import distributed as fkd_distributed
 from fkd.data import make_loader, set_epoch
+from fkd.generate import dask_task
 from fkd.images import scan_source
 from fkd.storage_formats import (
     BlockData,
@@ -688,11 +688,11 @@ def _first_batch(loader: Any) -> Any:
 
 
 def dask_task_prologue(path: Path, spec: StoreSpec, image_root: str) -> None:
-    """What ``fkd.distributed.label_block`` does before and around labelling, minus the
+    """What ``fkd.generate.dask_task.label_block`` does before and around labelling, minus the
     teacher: open r+, compare specs, the cached image source, the commit-marker check."""
     store = LabelStore.open(path, mode="r+")
     assert not diff_generation(store.spec, spec)
-    fkd_distributed.cached_source(store, image_root)
+    dask_task.cached_source(store, image_root)
     store.is_committed(0)  # write_block checks its own block's marker before writing
 
 
@@ -700,7 +700,7 @@ def dask_prologues(rec: Recorder, path: Path, image_root: str) -> None:
     spec = LabelStore.open(path).spec  # the spec the client sends with each task
 
     def new_worker() -> None:
-        fkd_distributed._WORKER_CACHE.source_key = None  # as in a freshly started worker
+        dask_task._WORKER_CACHE.source_key = None  # as in a freshly started worker
         dask_task_prologue(path, spec, image_root)
 
     rec.timed("dask task prologue, new worker", new_worker)

@@ -31,7 +31,9 @@ import torch
 from generate_bench import photo_arrays
 
 from fkd.crops import resampling_for
-from fkd.generate import CropCutter, GenerateConfig, device_autocast, resolve_device
+from fkd.devices import device_autocast, resolve_device
+from fkd.generate import GenerateConfig
+from fkd.generate.cutter import CropCutter
 from fkd.storage_formats import CropSpec
 from fkd.teachers import LoadedTeacher, load_teachers
 

@@ -532,7 +532,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
     """
     import sys
 
-    from fkd.distributed import local_cluster
+    from fkd.generate.dask_cluster import local_cluster
 
     with local_cluster(int(sys.argv[1])) as cluster:
         print(cluster.scheduler_address, flush=True)

@@ -23,7 +23,9 @@ from fkd import crops as crop_ops
 from fkd.crops.datasets import SampledCropDataset
 from fkd.crops.schedule import ScheduledIndex
 from fkd.data import CropLabelDataset
-from fkd.generate import CropCutter, GenerateConfig, generate, open_or_create_store
+from fkd.generate import GenerateConfig, generate
+from fkd.generate.cutter import CropCutter
+from fkd.generate.store_setup import open_or_create_store
 from fkd.images import decode_image, scan_source
 from fkd.storage_formats import LabelStore
 from fkd.teachers import load_teacher
@@ -167,7 +169,7 @@ def test_student_replays_stay_within_the_promised_fidelity_of_the_teachers_crops
 
 def _without_recorded_path(store: Path, copy: Path) -> Path:
     """A copy of ``store`` as fkd wrote stores before it recorded ``teacher.resampling``."""
-    from fkd.storage_formats.zarr_store import ATTRIBUTE_KEY
+    from fkd.storage_formats.validation import ATTRIBUTE_KEY
 
     shutil.copytree(store, copy)
     meta = json.loads((copy / "zarr.json").read_text())

@@ -38,8 +38,10 @@ from PIL import Image
 from store_factory import read_all
 
 from fkd.cli.main import cli
-from fkd.distributed import BlockTask, generate_on_client, label_block, local_cluster
 from fkd.generate import GenerateConfig, GenerateError, generate
+from fkd.generate.dask_cluster import local_cluster
+from fkd.generate.dask_runner import generate_on_client
+from fkd.generate.dask_task import BlockTask, label_block
 from fkd.storage_formats import LabelStore
 
 TESTS = Path(__file__).parent

@@ -12,7 +12,7 @@ import pytest
 
 from fkd.cli.main import cli
 from fkd.exceptions import OptionError
-from fkd.generate_config import GenerateConfig, GenerateRun, parse_blocks, parse_shard
+from fkd.generate.config import GenerateConfig, GenerateRun, parse_blocks, parse_shard
 from fkd.options import OPTION_KEY, option_fields, parse_pair
 
 
@@ -81,7 +81,7 @@ def test_the_click_options_are_the_declared_fields() -> None:
 
 def test_declaring_the_options_imports_neither_torch_nor_the_store_code() -> None:
     probe = (
-        "import sys, fkd.cli.main, fkd.generate_config;"
+        "import sys, fkd.cli.main, fkd.generate.config;"
         "print(sorted(m for m in ('torch', 'zarr', 'fkd.storage_formats') if m in sys.modules))"
     )
     done = subprocess.run(

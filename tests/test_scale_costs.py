@@ -193,7 +193,7 @@ def test_convert_to_store_upgrades_a_v1_store_with_identical_labels(tmp_path) ->
 
 
 def test_generate_resumes_a_v1_store_in_its_own_format(tmp_path) -> None:
-    from fkd.generate import open_or_create_store
+    from fkd.generate.store_setup import open_or_create_store
 
     spec_v1 = v1_spec()
     write_store(tmp_path / "v1.zarr", spec_v1, blocks=[0])

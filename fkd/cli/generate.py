@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from fkd.cli.options import command
-from fkd.generate_config import GenerateConfig, GenerateRun
+from fkd.generate.config import GenerateConfig, GenerateRun
 
 if TYPE_CHECKING:
     from fkd.generate import GenerateSummary
@@ -31,7 +31,7 @@ def generate_command(config: GenerateConfig, run: GenerateRun) -> None:
     from fkd.generate import failure_message  # imports torch: after the options are checked
 
     if run.plan:
-        from fkd.plan import plan_generation
+        from fkd.generate.plan import plan_generation
 
         for line in plan_generation(config, run.plan_crops_per_s).lines():
             click.echo(line)
@@ -51,7 +51,8 @@ def run_generate(config: GenerateConfig, run: GenerateRun) -> GenerateSummary:
     progress = False if run.quiet else None
     if run.scheduler is None and run.cluster is None:
         return generate(config, progress=progress)
-    from fkd.distributed import ClusterOptions, generate_distributed, parse_cluster
+    from fkd.generate.dask_cluster import ClusterOptions, parse_cluster
+    from fkd.generate.dask_runner import generate_distributed
 
     try:
         local = parse_cluster(run.cluster) if run.cluster is not None else None

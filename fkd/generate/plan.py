@@ -24,18 +24,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from fkd.devices import device_autocast, resolve_device
-from fkd.generate import (
-    CropCutter,
-    GenerateConfig,
-    GenerateError,
-    build_spec,
-    open_reference,
-    shard_blocks,
-)
+from fkd.devices import resolve_device
+from fkd.generate.config import GenerateConfig
+from fkd.generate.cutter import CropCutter, sample_image_boxes
+from fkd.generate.errors import GenerateError
+from fkd.generate.labeller import encode_on_device, teacher_probabilities
+from fkd.generate.shards import shard_blocks
+from fkd.generate.store_setup import build_spec, open_reference
 from fkd.images import ImageSource, decode_or_reason, scan_source
-from fkd.labels import encode_torch, to_numpy_fields
-from fkd.storage_formats import StoreSpec, sample_boxes
+from fkd.storage_formats import StoreSpec
 from fkd.storage_formats.layout import COMMIT_ARRAY, store_layout
 from fkd.teachers import LoadedTeacher, load_teachers
 
@@ -177,11 +174,9 @@ def sample_crops(
         if image is None:
             continue
         height, width = image.shape[:2]
-        boxes, flips = sample_boxes(
-            spec.crops, np.array([index]), np.array([height]), np.array([width])
-        )
+        boxes, flips = sample_image_boxes(spec.crops, index, height, width)
         take = min(per_image, spec.crops_per_image, count - have)
-        crops = cutter.cut_boxes(image, boxes[0, :take].astype(np.float64), flips[0, :take], device)
+        crops = cutter.cut_boxes(image, boxes[:take], flips[:take], device)
         parts.append(crops)
         have += take
     if not parts:
@@ -204,10 +199,10 @@ def teacher_throughput(
     def one_pass() -> dict[str, NDArray[Any]]:
         parts = []
         for start in range(0, len(crops), batch):
-            chunk = crops[start : start + batch].contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), device_autocast(device):
-                probs = teacher.probabilities(chunk, spec.codec.temperature).float()
-            parts.append(to_numpy_fields(encode_torch(probs, spec.codec), spec.codec))
+            probs = teacher_probabilities(
+                teacher, crops[start : start + batch], spec.codec.temperature, device
+            )
+            parts.append(encode_on_device(probs, spec.codec))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
