@@ -1,0 +1,69 @@
+"""The kill/resume campaign with ``fkd generate --cluster local:K`` as the run: each kill
+takes the client and its LocalCluster workers, and none of them may outlive it."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from fault_tools.campaign import Campaign
+from fault_tools.campaign_result import CampaignResult
+from fault_tools.process_groups import (
+    TOKEN_VARIABLE,
+    new_token,
+    orphans_after,
+    start_in_session,
+    tagged_processes,
+)
+
+
+class DaskClientCampaign(Campaign):
+    """The kill/resume campaign with ``fkd generate --cluster local:K`` as the run.
+
+    Each kill is a SIGKILL of the run's whole process group: the client and the
+    LocalCluster worker processes it spawned.  After each kill every process that
+    carried the campaign's token in its environment must be gone within ``grace``
+    seconds (an orphan is counted, reported and killed).  The same checks as the
+    single-process campaign follow; the reference is an unkilled ``--cluster`` run.
+    """
+
+    runner = "dask-client"
+
+    def __init__(self, *args: Any, cluster_workers: int = 2, grace: float = 10.0,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.cluster_workers = cluster_workers
+        self.grace = grace
+        self.token = new_token()
+        self.group_sizes: list[int] = []  # processes in each killed group
+        self._orphans: list[str] = []
+
+    def _env(self) -> dict[str, str]:
+        return {**super()._env(), TOKEN_VARIABLE: self.token}
+
+    def _start(self, out: Path, workers: int) -> subprocess.Popen[str]:
+        command = dataclasses.replace(self.setup, workers=0).command(
+            out, "--cluster", f"local:{self.cluster_workers}"
+        )
+        return start_in_session(command, self._env())
+
+    def run(self, kills: int, seconds: float | None = None) -> CampaignResult:
+        result = super().run(kills, seconds)
+        result.runner = self.runner
+        result.processes_killed = sum(self.group_sizes)
+        result.orphans = len(self._orphans)
+        result.problems.extend(self._orphans)
+        return result
+
+    def _kill(self, process: subprocess.Popen[str]) -> None:
+        """SIGKILL the client's process group; none of its processes may survive it."""
+        group = {process.pid, *(p.pid for p in tagged_processes(self.token))}
+        super()._kill(process)
+        self.group_sizes.append(len(group))
+        for orphan in orphans_after(self.token, self.grace):
+            self._orphans.append(
+                f"process {orphan.pid} ({'in' if orphan.pid in group else 'not in'} the "
+                f"group seen before the kill) outlived its killed client"
+            )
