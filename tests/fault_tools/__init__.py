@@ -15,7 +15,8 @@ for byte, with an uninterrupted reference run.  One module per idea:
   markers, debris of killed writes, array-by-array comparison);
 - ``campaign_result``: the figures of a kill/resume campaign and its report;
 - ``campaign``: the kill/resume campaign (``Campaign``), one process group per run;
-- ``dask_client_campaign`` / ``dask_worker_campaign``: the same with dask as the
+- ``dask_campaign``: what the dask campaigns share (the cluster size, the token);
+- ``dask_client_campaign`` / ``dask_worker_campaign``: the campaign with dask as the
   runner (the client killed with its cluster, or the cluster's workers killed);
 - ``loader_soak``: ``make_loader`` read for a while, with the memory of its processes.
 """

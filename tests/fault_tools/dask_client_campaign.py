@@ -3,23 +3,16 @@ takes the client and its LocalCluster workers, and none of them may outlive it."
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from fault_tools.campaign import Campaign
 from fault_tools.campaign_result import CampaignResult
-from fault_tools.process_groups import (
-    TOKEN_VARIABLE,
-    new_token,
-    orphans_after,
-    start_in_session,
-    tagged_processes,
-)
+from fault_tools.dask_campaign import DaskCampaign
+from fault_tools.process_groups import orphans_after, tagged_processes
 
 
-class DaskClientCampaign(Campaign):
+class DaskClientCampaign(DaskCampaign):
     """The kill/resume campaign with ``fkd generate --cluster local:K`` as the run.
 
     Each kill is a SIGKILL of the run's whole process group: the client and the
@@ -31,23 +24,14 @@ class DaskClientCampaign(Campaign):
 
     runner = "dask-client"
 
-    def __init__(self, *args: Any, cluster_workers: int = 2, grace: float = 10.0,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(self, *args: Any, grace: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cluster_workers = cluster_workers
         self.grace = grace
-        self.token = new_token()
         self.group_sizes: list[int] = []  # processes in each killed group
         self._orphans: list[str] = []
 
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), TOKEN_VARIABLE: self.token}
-
     def _start(self, out: Path, workers: int) -> subprocess.Popen[str]:
-        command = dataclasses.replace(self.setup, workers=0).command(
-            out, "--cluster", f"local:{self.cluster_workers}"
-        )
-        return start_in_session(command, self._env())
+        return self._start_on_cluster(out, "--cluster", f"local:{self.cluster_workers}")
 
     def run(self, kills: int, seconds: float | None = None) -> CampaignResult:
         result = super().run(kills, seconds)

@@ -4,7 +4,6 @@ ADDRESS`` runs against a LocalCluster of the campaign's own."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -16,16 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fault_tools.campaign import Campaign
 from fault_tools.campaign_result import CampaignResult
-from fault_tools.process_groups import (
-    TOKEN_VARIABLE,
-    kill_group,
-    new_token,
-    orphans_after,
-    start_in_session,
-    tagged_processes,
-)
+from fault_tools.dask_campaign import DaskCampaign
+from fault_tools.process_groups import kill_group, orphans_after, tagged_processes
 from fault_tools.store_files import committed
 
 CLUSTER_SCRIPT = textwrap.dedent(
@@ -41,7 +33,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
 )
 
 
-class DaskWorkerCampaign(Campaign):
+class DaskWorkerCampaign(DaskCampaign):
     """SIGKILL dask worker processes at seeded random moments while ``fkd generate
     --scheduler ADDRESS`` runs to its end.
 
@@ -65,24 +57,17 @@ class DaskWorkerCampaign(Campaign):
 
     runner = "dask-worker"
 
-    def __init__(self, *args: Any, cluster_workers: int = 2, gap: float | None = None,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(self, *args: Any, gap: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cluster_workers = cluster_workers
         self.gap = gap
-        self.token = new_token()
         self.address = ""
         self.client: Any = None
         self.pids: dict[str, int] = {}
 
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), TOKEN_VARIABLE: self.token}
-
     def _start(self, out: Path, workers: int) -> subprocess.Popen[str]:
-        command = dataclasses.replace(self.setup, workers=0).command(
-            out, "--scheduler", self.address, "--json"
+        return self._start_on_cluster(
+            out, "--scheduler", self.address, "--json", stdout=subprocess.PIPE
         )
-        return start_in_session(command, self._env(), stdout=subprocess.PIPE)
 
     @contextlib.contextmanager
     def cluster(self) -> Iterator[None]:
