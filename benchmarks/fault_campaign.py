@@ -7,7 +7,7 @@ writes and resumes), resumes, and checks after every kill that no committed bloc
 lost or changed, that every committed block is byte-identical to an uninterrupted
 reference run, and that reads of uncommitted blocks are refused.  Every store that
 finishes must pass ``fkd verify`` (``verify_store``) and equal the reference array by
-array.  The logic lives in ``tests/fault_tools.py`` (``Campaign``), shared with CI's
+array.  The logic lives in ``tests/fault_tools/campaign.py`` (``Campaign``), shared with CI's
 short campaign in ``tests/test_faults.py``.
 
     OMP_NUM_THREADS=1 nice python benchmarks/fault_campaign.py --kills 200 [--seed 8]
@@ -47,7 +47,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fault_tools import Campaign, DaskClientCampaign, DaskWorkerCampaign, make_setup
+from fault_tools.campaign import Campaign
+from fault_tools.dask_client_campaign import DaskClientCampaign
+from fault_tools.dask_worker_campaign import DaskWorkerCampaign
+from fault_tools.generate_command import make_setup
 
 RUNNERS = {"local": Campaign, "dask-client": DaskClientCampaign, "dask-worker": DaskWorkerCampaign}
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fault_tools import make_setup, soak
+from fault_tools.generate_command import make_setup
+from fault_tools.loader_soak import soak
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,24 +46,24 @@ def _net(seed: int) -> nn.Module:
     return net
 
 
-class Slow(nn.Module):
-    """Sleeps ``SLOW_SECONDS`` per forward pass: a block takes long enough to be killed in."""
+class Wrapper(nn.Module):
+    """A teacher that wraps the net: ``forward`` decides what it does with ``inner``."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
+
+
+class Slow(Wrapper):
+    """Sleeps ``SLOW_SECONDS`` per forward pass: a block takes long enough to be killed in."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(SLOW_SECONDS)
         return self.inner(x)
 
 
-class NaNOnFlat(nn.Module):
+class NaNOnFlat(Wrapper):
     """NaN logits for crops without any contrast (a flat image), real logits otherwise."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.inner(x)
@@ -71,15 +71,11 @@ class NaNOnFlat(nn.Module):
         return torch.where(flat[:, None], torch.full_like(logits, float("nan")), logits)
 
 
-class CrashOnFlat(nn.Module):
+class CrashOnFlat(Wrapper):
     """Kills its own process (SIGKILL: no exception, no cleanup) on a flat white crop.
 
     White only: the all-zero probe that loading a teacher runs must not trigger it.
     """
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))) < 1e-3

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from fault_tools import fashion_mnist_folder
+from fault_tools.fashion_mnist import fashion_mnist_folder
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 

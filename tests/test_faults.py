@@ -20,18 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fault_tools import (
-    Campaign,
-    CampaignResult,
-    DaskClientCampaign,
-    DaskWorkerCampaign,
-    arrays_equal,
-    block_digest,
-    committed,
-    fashion_mnist_folder,
-    fkd_env,
-    make_setup,
-)
+from fault_tools.campaign import Campaign
+from fault_tools.campaign_result import CampaignResult
+from fault_tools.dask_client_campaign import DaskClientCampaign
+from fault_tools.dask_worker_campaign import DaskWorkerCampaign
+from fault_tools.fashion_mnist import fashion_mnist_folder
+from fault_tools.generate_command import fkd_env, make_setup
+from fault_tools.store_files import arrays_equal, block_digest, committed
 from PIL import Image
 from store_factory import block_data, make_spec, read_all, write_store
 from zarr.storage import LocalStore, WrapperStore

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_tools import TEACHER_SPEC, fashion_mnist_folder, soak, write_teacher
+from fault_tools.fashion_mnist import fashion_mnist_folder
+from fault_tools.loader_soak import soak
+from fault_tools.tiny_teacher import TEACHER_SPEC, write_teacher
 
 from fkd.generate import GenerateConfig, generate
 

@@ -30,15 +30,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fault_tools import (
-    FASHION_CLASSES,
-    TOKEN_VARIABLE,
-    Setup,
-    committed,
-    fkd_env,
-    tagged_processes,
-    write_teacher,
-)
+from fault_tools.fashion_mnist import FASHION_CLASSES
+from fault_tools.generate_command import Setup, fkd_env
+from fault_tools.process_groups import TOKEN_VARIABLE, tagged_processes
+from fault_tools.store_files import committed
+from fault_tools.tiny_teacher import write_teacher
 from generate_helpers import save_patches
 from skimage import data as photos
 
