@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
 from fault_tools.campaign_result import CampaignResult
 from fault_tools.generate_command import Setup, fkd_env
 from fault_tools.process_groups import kill_group, start_in_session
