@@ -138,7 +138,10 @@ def test_a_v2_store_resumes_in_v2_from_a_v3_spec(tmp_path) -> None:
     "(it sets path_data_bytes=0, right for v1 only); remove this mark when it does",
 )
 def test_generate_resumes_a_v2_store_in_v2(tmp_path) -> None:
-    from fkd.generate import open_or_create_store
+    try:  # fkd.generate is becoming a package
+        from fkd.generate.store_setup import open_or_create_store
+    except ImportError:
+        from fkd.generate import open_or_create_store
 
     v2 = dataclasses.replace(make_spec(num_images=12), format_version=2)
     write_store(tmp_path / "v2.zarr", v2, blocks=[0])

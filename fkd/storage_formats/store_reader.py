@@ -19,6 +19,7 @@ from zarr.core.sync import sync
 
 from fkd.storage_formats import crop_sampler
 from fkd.storage_formats.block_chunk_reader import BlockChunkReader
+from fkd.storage_formats.crop_selection import crop_numbers, point_coordinates, take_crops
 from fkd.storage_formats.errors import (
     CorruptChunkError,
     StoreError,
@@ -238,15 +239,7 @@ class StoreReader(StoreHandle):
         return self._boxes(index, height, width, per_crop, chosen)
 
     def _crop_numbers(self, index: NDArray[np.int64], crops: NDArray[Any]) -> NDArray[np.int64]:
-        """``crops`` as ``[n, k]`` int64, each in ``[0, M)`` (``IndexError`` otherwise)."""
-        chosen = np.asarray(crops)
-        if chosen.dtype.kind not in "iu":
-            raise TypeError(f"crop numbers must be integers, got {chosen.dtype}")
-        chosen = chosen.astype(np.int64).reshape(len(index), -1)
-        m = self.spec.crops_per_image
-        if chosen.size and (chosen.min() < 0 or chosen.max() >= m):
-            raise IndexError(f"crop number out of range [0, {m})")
-        return chosen
+        return crop_numbers(crops, len(index), self.spec.crops_per_image)
 
     def _checked_status(self, index: NDArray[np.int64]) -> NDArray[np.uint8]:
         """The images' statuses; ``CorruptChunkError`` for a pending one (a lost chunk)."""
@@ -297,7 +290,7 @@ class StoreReader(StoreHandle):
         n, k = chosen.shape
         if self.spec.format_version < 3 or k == 0 or n == 0:  # an image's crops: one chunk
             rows = self._read_per_crop(names, index)
-            return {name: _take_crops(values, chosen) for name, values in rows.items()}
+            return {name: take_crops(values, chosen) for name, values in rows.items()}
         readers = self._row_readers(names) if n <= FAST_READ_MAX_IMAGES else None
         if readers is not None:
             return {
@@ -362,7 +355,7 @@ class StoreReader(StoreHandle):
                 if crops is not None:
                     trailing = tuple(array.shape[2:])
                     points = await array.get_coordinate_selection(
-                        _point_coordinates(index, crops, trailing)
+                        point_coordinates(index, crops, trailing)
                     )
                     return np.asarray(points).reshape(index.size, *trailing)
                 if index.size == 1:  # a slice is cheaper than an orthogonal selection
@@ -382,28 +375,6 @@ class StoreReader(StoreHandle):
             return list(await asyncio.gather(*(read(name) for name in names)))
 
         return dict(zip(names, sync(read_all()), strict=True))
-
-
-def _point_coordinates(
-    index: NDArray[np.int64], crops: NDArray[np.int64], trailing: tuple[int, ...]
-) -> tuple[NDArray[np.int64], ...]:
-    """zarr coordinates (one array per axis) of every element of the points
-    ``(index[p], crops[p], ...)``, the trailing axes whole."""
-    if not trailing:
-        return index, crops
-    inner = np.indices(trailing).reshape(len(trailing), -1)  # [axes, T]
-    count = inner.shape[1]
-    return (
-        np.repeat(index, count),
-        np.repeat(crops, count),
-        *(np.tile(axis, index.size) for axis in inner),
-    )
-
-
-def _take_crops(rows: NDArray[Any], chosen: NDArray[np.int64]) -> NDArray[Any]:
-    """``rows[i, chosen[i]]`` for each image ``i``: ``[n, M, ...]`` to ``[n, k, ...]``."""
-    where = chosen.reshape(*chosen.shape, *([1] * (rows.ndim - 2)))
-    return np.take_along_axis(rows, where, axis=1)
 
 
 def _runs(values: NDArray[Any]) -> list[tuple[int, int]]:
