@@ -45,6 +45,7 @@ CODECS = {
     "full": CodecSpec("full", 50, k=50, value_dtype="float16"),
 }
 SAMPLERS = ("fkd-rrc-v1", "stored")
+VERSIONS = (2, 3)  # the current format and the one before (section 9)
 IMAGES = 6  # two blocks of 4 images (store_factory's block size): the last one is short
 
 SPEC_KEYS = {
@@ -52,6 +53,7 @@ SPEC_KEYS = {
     "num_images",
     "block_size",
     "images_per_chunk",
+    "crops_per_chunk",
     "max_path_bytes",
     "file_hashes",
     "path_data_bytes",
@@ -88,15 +90,19 @@ FIELDS = {
 
 @pytest.fixture(
     scope="module",
-    params=[(c, s) for c in CODECS for s in SAMPLERS],
-    ids=lambda p: f"{p[0]}-{p[1]}",
+    params=[(c, s, v) for c in CODECS for s in SAMPLERS for v in VERSIONS],
+    ids=lambda p: f"{p[0]}-{p[1]}-v{p[2]}",
 )
 def store_path(request, tmp_path_factory) -> Path:
-    codec, sampler = request.param
+    codec, sampler, version = request.param
     path = tmp_path_factory.mktemp("fmt") / "s.zarr"
     spec = make_spec(num_images=IMAGES, codec=CODECS[codec], sampler=sampler)
+    if version != spec.format_version:
+        spec = dataclasses.replace(spec, format_version=version)
     if sampler == "fkd-rrc-v1":  # two inner chunks per shard; the last shard has one
         spec = dataclasses.replace(spec, images_per_chunk=2)
+        if version >= 3:  # 3 crops per inner chunk: 8 crops padded to 9 (section 3)
+            spec = dataclasses.replace(spec, crops_per_chunk=3)
     write_store(path, spec)
     return path
 
@@ -259,6 +265,8 @@ def expected_arrays(fkd: dict[str, Any]) -> dict[str, tuple[str, list, list, lis
     """name: (data_type, shape, chunk shape, inner chunk shape or None)."""
     n, b, p = fkd["num_images"], fkd["block_size"], fkd["images_per_chunk"]
     m, total = fkd["crops"]["crops_per_image"], fkd["path_data_bytes"]
+    q = fkd.get("crops_per_chunk", m)  # v3; v2's inner chunks hold all M crops
+    padded = -(-m // q) * q
     codec = fkd["codec"]
     c, k = codec["num_classes"], codec["k"]
     index_dtype = "uint8" if c <= 256 else "uint16" if c <= 65536 else "uint32"
@@ -275,7 +283,7 @@ def expected_arrays(fkd: dict[str, Any]) -> dict[str, tuple[str, list, list, lis
     }
 
     def per_crop(name: str, dtype: str, trailing: list[int]) -> None:
-        arrays[name] = (dtype, [n, m, *trailing], [b, m, *trailing], [p, m, *trailing])
+        arrays[name] = (dtype, [n, m, *trailing], [b, padded, *trailing], [p, q, *trailing])
 
     if fkd["crops"]["sampler"] == "stored":
         per_crop("crop_box", "uint16", [4])
@@ -388,13 +396,16 @@ def test_group_attributes_follow_the_document(store_path: Path) -> None:
     doc = json.loads((store_path / "zarr.json").read_bytes())
     assert doc["zarr_format"] == 3 and doc["node_type"] == "group"
     fkd = doc["attributes"]["fkd"]
-    assert set(fkd) == SPEC_KEYS
+    version = fkd["format_version"]
+    assert set(fkd) == (SPEC_KEYS if version == 3 else SPEC_KEYS - {"crops_per_chunk"})
     assert set(fkd["codec"]) == CODEC_KEYS
     assert set(fkd["crops"]) == CROPS_KEYS
     assert set(fkd["teacher"]) == TEACHER_KEYS
-    assert fkd["format_version"] == 2
+    assert version in VERSIONS
     n, b, p = fkd["num_images"], fkd["block_size"], fkd["images_per_chunk"]
-    assert (n, b) == (IMAGES, 4) and p in (2, 4) and b % p == 0  # as store_factory wrote it
+    assert (n, b) == (IMAGES, 4) and p in (1, 2, 4) and b % p == 0  # as store_factory wrote it
+    if version == 3:
+        assert 1 <= fkd["crops_per_chunk"] <= fkd["crops"]["crops_per_image"]
     assert fkd["max_path_bytes"] == 64
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", fkd["manifest_digest"])
     codec, crops, teacher = fkd["codec"], fkd["crops"], fkd["teacher"]
@@ -457,7 +468,7 @@ def test_chunk_bytes_are_zstd_frames_with_crc32c_and_shard_indices(store_path: P
             if inner is None:
                 check_chunk(raw, math.prod(chunks) * itemsize)
                 continue
-            count = chunks[0] // inner[0]
+            count = (chunks[0] // inner[0]) * (chunks[1] // inner[1])  # C order: images, crops
             index_bytes, trailer = raw[-(16 * count + 4) : -4], raw[-4:]
             assert int.from_bytes(trailer, "little") == crc32c(index_bytes)
             index = np.frombuffer(index_bytes, dtype="<u8").reshape(count, 2)

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from store_factory import block_data, make_manifest, make_spec, read_all, write_store
 
 from fkd.cli.main import cli
-from fkd.storage_formats import LabelStore
+from fkd.storage_formats import FORMAT_VERSION, LabelStore
 from fkd.storage_formats.layout import COMMIT_ARRAY
 from fkd.storage_formats.verify import verify_store
 from fkd.storage_formats.zarr_store import ContainedLocalStore
@@ -167,7 +167,7 @@ def test_a_v1_store_reads_as_the_same_store_in_v2(tmp_path) -> None:
     new = write_store(tmp_path / "v2.zarr", make_spec(num_images=12))
     assert "image_path" in old.layout and "image_path_data" in new.layout
     old, new = LabelStore.open(tmp_path / "v1.zarr"), LabelStore.open(tmp_path / "v2.zarr")
-    assert old.spec.format_version == 1 and new.spec.format_version == 2
+    assert old.spec.format_version == 1 and new.spec.format_version == FORMAT_VERSION
     assert old.manifest == new.manifest and list(old.manifest.paths) == list(new.manifest.paths)
     a, b = old.read_images(np.arange(12)), new.read_images(np.arange(12))
     np.testing.assert_array_equal(a.boxes, b.boxes)
@@ -182,9 +182,9 @@ def test_convert_to_store_upgrades_a_v1_store_with_identical_labels(tmp_path) ->
         cli, ["convert", "--to", "store", str(tmp_path / "v1.zarr"), "--out", str(tmp_path / "up")]
     )
     assert run.exit_code == 0, run.output
-    assert "as format v2" in run.output
+    assert f"as format v{FORMAT_VERSION}" in run.output
     old, new = LabelStore.open(tmp_path / "v1.zarr"), LabelStore.open(tmp_path / "up")
-    assert new.spec.format_version == 2 and new.spec.codec == old.spec.codec
+    assert new.spec.format_version == FORMAT_VERSION and new.spec.codec == old.spec.codec
     assert new.manifest == old.manifest and new.spec.manifest_digest == old.spec.manifest_digest
     a, b = read_all(old), read_all(new)
     for name in ("label_index", "label_value", "image_height", "image_width", "image_status"):

@@ -69,7 +69,7 @@ def test_blocks_cover_the_images_exactly() -> None:
         (dict(num_images=0), "num_images"),
         (dict(block_size=0), "block_size"),
         (dict(images_per_chunk=3), "images_per_chunk"),
-        (dict(format_version=3), "format_version 3"),
+        (dict(format_version=4), "format_version 4"),
         (dict(path_data_bytes=1), "path_data_bytes"),
     ],
 )

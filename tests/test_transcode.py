@@ -101,7 +101,7 @@ def test_cli_recodes_and_refuses_what_cannot_be_recoded(tmp_path: Path) -> None:
     copied = run.invoke(
         cli, ["convert", "--to", "store", str(tmp_path / "full.zarr"), "--out", str(tmp_path / "m")]
     )  # without --label-type: the labels as stored, in the current format
-    assert copied.exit_code == 0 and "as format v2" in copied.output, copied.output
+    assert copied.exit_code == 0 and "as format v3" in copied.output, copied.output
     assert LabelStore.open(tmp_path / "m").spec.codec == FULL
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import google_crc32c
 import numcodecs
+import numcodecs.zstd as zstd
 import numpy as np
 from numpy.typing import NDArray
 
@@ -59,7 +60,7 @@ def decode_checked(data: bytes, nbytes: int) -> NDArray[np.uint8]:
     if declared != nbytes:
         raise ValueError(f"zstd frame declares {declared} bytes, chunk holds {nbytes}")
     out = np.empty(nbytes, dtype=np.uint8)
-    ZSTD.decode(payload, out=out)
+    zstd.decompress(payload, out)  # the frame's declared size is checked above
     return out
 
 
@@ -73,8 +74,9 @@ def decode_block(raw: bytes, layout: ArrayLayout, rows: int) -> NDArray[Any]:
     if layout.inner is None:
         values = decode_checked(raw, math.prod(layout.outer) * layout.dtype.itemsize)
         return values.view(dtype).reshape(layout.outer)[:rows].astype(layout.dtype)
-    per_chunk = layout.inner[0]
-    chunks = layout.outer[0] // per_chunk
+    per_chunk, per_crops = layout.inner[0], layout.inner[1]
+    groups, columns = layout.outer[0] // per_chunk, layout.outer[1] // per_crops
+    chunks = groups * columns  # the index lists them in C order: (image group, crop group)
     index_bytes = 16 * chunks + 4
     if len(raw) < index_bytes:
         raise ValueError(f"is {len(raw)} bytes long: emptied or truncated")
@@ -83,12 +85,14 @@ def decode_block(raw: bytes, layout: ArrayLayout, rows: int) -> NDArray[Any]:
     except ValueError:
         raise ValueError("its shard index fails its crc32c: truncated or damaged") from None
     inner_nbytes = math.prod(layout.inner) * layout.dtype.itemsize
-    out = np.zeros((chunks * per_chunk, *layout.outer[1:]), dtype=layout.dtype)
-    for chunk in range(-(-rows // per_chunk)):
+    out = np.zeros((groups * per_chunk, *layout.outer[1:]), dtype=layout.dtype)
+    for chunk in range(-(-rows // per_chunk) * columns):
+        group, column = divmod(chunk, columns)
         offset, nbytes = (int(v) for v in index[chunk])
         if offset == MISSING:
             raise ValueError(
-                f"lacks inner chunk {chunk} (images {chunk * per_chunk}.. of the block)"
+                f"lacks inner chunk {chunk} (images {group * per_chunk}.., crops "
+                f"{column * per_crops}.. of the block)"
             )
         if offset + nbytes > len(raw) - index_bytes:
             raise ValueError(f"inner chunk {chunk} lies past the end of the shard: truncated")
@@ -96,9 +100,12 @@ def decode_block(raw: bytes, layout: ArrayLayout, rows: int) -> NDArray[Any]:
             values = decode_checked(raw[offset : offset + nbytes], inner_nbytes)
         except ValueError as exc:
             raise ValueError(f"inner chunk {chunk} {exc}") from None
-        rows_of = slice(chunk * per_chunk, (chunk + 1) * per_chunk)
-        out[rows_of] = values.view(dtype).reshape(layout.inner)
-    return out[:rows]
+        where = (
+            slice(group * per_chunk, (group + 1) * per_chunk),
+            slice(column * per_crops, (column + 1) * per_crops),
+        )
+        out[where] = values.view(dtype).reshape(layout.inner)
+    return out[:rows, : layout.shape[1]]
 
 
 def decode_index(data: bytes, chunks: int) -> NDArray[np.uint64]:

@@ -3,6 +3,7 @@ blocks into it (``block_commit``)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +162,18 @@ def _check_manifest_matches(spec: StoreSpec, manifest: Manifest) -> None:
 def _check_readable_caps(spec: StoreSpec) -> None:
     """Refuse to create a store whose chunks a reader would refuse to open."""
     for layout in store_layout(spec).values():
+        index_nbytes = 0
+        if layout.inner is not None:  # (offset, nbytes) per inner chunk of a shard
+            index_nbytes = 16 * math.prod(
+                o // i for o, i in zip(layout.outer, layout.inner, strict=True)
+            )
         if (
             layout.inner_nbytes > MAX_INNER_CHUNK_BYTES
             or layout.outer_nbytes > MAX_OUTER_CHUNK_BYTES
+            or index_nbytes > MAX_INNER_CHUNK_BYTES
         ):
             raise ValueError(
                 f"array {layout.name!r}: a block of {spec.block_size} images is "
-                f"{layout.outer_nbytes} bytes, over the reader's cap; use a smaller block size"
+                f"{layout.outer_nbytes} bytes ({index_nbytes} of shard index), over the "
+                "reader's cap; use a smaller block size"
             )

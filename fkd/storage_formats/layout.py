@@ -1,4 +1,4 @@
-"""The arrays of a v1 store, derived from its ``StoreSpec``.
+"""The arrays of a store (format v1, v2 or v3), derived from its ``StoreSpec``.
 
 This is the one place that names the arrays, their dtypes, shapes and
 chunking; the writer creates exactly these and the validator expects exactly
@@ -66,7 +66,8 @@ def label_array_name(field: str) -> str:
 def store_layout(spec: StoreSpec) -> dict[str, ArrayLayout]:
     """Every array of the store described by ``spec``, by name."""
     n, m, block = spec.num_images, spec.crops_per_image, spec.block_size
-    per_chunk = spec.images_per_chunk
+    per_chunk, crops_per_chunk = spec.images_per_chunk, spec.crops_per_inner_chunk
+    padded = spec.padded_crops  # v3: M rounded up to whole inner chunks; M before
 
     def per_image(name: str, dtype: Any, trailing: tuple[int, ...], writer: Writer) -> ArrayLayout:
         return ArrayLayout(name, np.dtype(dtype), (n, *trailing), (block, *trailing), None, writer)
@@ -76,8 +77,8 @@ def store_layout(spec: StoreSpec) -> dict[str, ArrayLayout]:
             name,
             np.dtype(dtype),
             (n, m, *trailing),
-            (block, m, *trailing),
-            (per_chunk, m, *trailing),
+            (block, padded, *trailing),
+            (per_chunk, crops_per_chunk, *trailing),
             "block",
         )
 

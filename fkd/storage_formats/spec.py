@@ -7,6 +7,7 @@ everything from these, never from command-line flags.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -19,9 +20,11 @@ from fkd.exceptions import UserInputError
 from fkd.storage_formats.codec_registry import codec_class
 
 # v2 keeps the manifest's paths as one byte array plus offsets, in a few large chunks
-# (v1: one NUL-padded row per image, chunked per block).  fkd reads both and writes v2.
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = (1, 2)
+# (v1: one NUL-padded row per image, chunked per block).  v3 also splits the per-crop
+# arrays' inner chunks along the crop axis (``crops_per_chunk``), so that reading k crops
+# of an image decodes O(k) bytes whatever M is.  fkd reads all three and writes v3.
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
 
 VALUE_DTYPES = ("float16", "uint8")
 BOX_SAMPLERS = ("fkd-rrc-v1", "stored")
@@ -37,9 +40,20 @@ MAX_CLASSES = 2**24
 MAX_BLOCK_SIZE = 65_536
 MAX_PATH_BYTES = 4_096
 
-# Images per inner chunk of the per-crop arrays: 16 wrote ~7x faster than 1 at slightly
-# fewer bytes, with one-image reads unchanged (benchmarks/store_bench.py).
+# Images per inner chunk of the per-crop arrays in v1/v2: 16 wrote ~7x faster than 1 at
+# slightly fewer bytes, with one-image reads unchanged (benchmarks/store_bench.py).
 DEFAULT_IMAGES_PER_CHUNK = 16
+# v3: one image per inner chunk and about this many crops (crops of one image share their
+# top classes, so they compress best together; benchmarks/label_read_bench.py).
+DEFAULT_IMAGES_PER_CHUNK_V3 = 1
+TARGET_CROPS_PER_CHUNK = 256
+
+
+def default_crops_per_chunk(crops_per_image: int) -> int:
+    """v3's crops per inner chunk: at most ``TARGET_CROPS_PER_CHUNK``, as even as possible
+    (``ceil(M / ceil(M / 256))``), so the padding past M is less than one crop per chunk."""
+    chunks = -(-crops_per_image // TARGET_CROPS_PER_CHUNK)
+    return -(-crops_per_image // chunks)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -48,7 +62,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _check_unknown_keys(cls: type, data: Mapping[str, Any]) -> None:
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in fields(cls) if f.compare}  # not the bookkeeping fields
     unknown = sorted(set(data) - known)
     _require(not unknown, f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(known)}")
 
@@ -236,12 +250,17 @@ class StoreSpec:
     manifest_digest: str
     block_size: int = 256
     images_per_chunk: int = 0
+    crops_per_chunk: int = 0
     max_path_bytes: int = 256
     file_hashes: bool = False
     path_data_bytes: int = 0
     format_version: int = FORMAT_VERSION
     software: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    # The (images_per_chunk, crops_per_chunk) this spec chose as defaults (not part of the
+    # format): ``dataclasses.replace`` carries it, so a replaced spec whose chunking was the
+    # default gets the default of its own version again (resuming a v2 store from a v3 spec).
+    defaulted_chunks: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _require(
@@ -257,17 +276,7 @@ class StoreSpec:
             isinstance(self.block_size, int) and 1 <= self.block_size <= MAX_BLOCK_SIZE,
             f"block_size must be an integer in [1, {MAX_BLOCK_SIZE}], got {self.block_size!r}",
         )
-        if self.images_per_chunk == 0:  # default: 16 images per inner chunk, or fewer
-            object.__setattr__(
-                self, "images_per_chunk", math.gcd(DEFAULT_IMAGES_PER_CHUNK, self.block_size)
-            )
-        _require(
-            isinstance(self.images_per_chunk, int)
-            and 1 <= self.images_per_chunk <= self.block_size
-            and self.block_size % self.images_per_chunk == 0,
-            f"images_per_chunk must divide block_size={self.block_size}, "
-            f"got {self.images_per_chunk!r}",
-        )
+        self._resolve_chunking()
         _require(
             isinstance(self.max_path_bytes, int) and 1 <= self.max_path_bytes <= MAX_PATH_BYTES,
             f"max_path_bytes must be an integer in [1, {MAX_PATH_BYTES}], "
@@ -299,6 +308,63 @@ class StoreSpec:
             _require(self.path_data_bytes == 0, "path_data_bytes is not part of format v1")
         object.__setattr__(self, "software", dict(self.software))
 
+    def _resolve_chunking(self) -> None:
+        """Fill defaulted ``images_per_chunk`` / ``crops_per_chunk`` for this version, then
+        check them.  v1/v2 inner chunks hold all M crops (``crops_per_chunk`` is 0)."""
+        v3 = self.format_version >= 3
+        auto_images, auto_crops = self.defaulted_chunks
+        if self.images_per_chunk in (0, auto_images):
+            per = DEFAULT_IMAGES_PER_CHUNK_V3 if v3 else DEFAULT_IMAGES_PER_CHUNK
+            auto_images = math.gcd(per, self.block_size)
+            object.__setattr__(self, "images_per_chunk", auto_images)
+        else:
+            auto_images = 0
+        m = self.crops.crops_per_image
+        if not v3:
+            _require(
+                self.crops_per_chunk in (0, auto_crops),
+                f"crops_per_chunk is part of format v3 only, got {self.crops_per_chunk!r}",
+            )
+            object.__setattr__(self, "crops_per_chunk", 0)
+            auto_crops = 0
+        elif self.crops_per_chunk in (0, auto_crops):
+            auto_crops = default_crops_per_chunk(m)
+            object.__setattr__(self, "crops_per_chunk", auto_crops)
+        else:
+            auto_crops = 0
+        object.__setattr__(self, "defaulted_chunks", (auto_images, auto_crops))
+        _require(
+            isinstance(self.images_per_chunk, int)
+            and 1 <= self.images_per_chunk <= self.block_size
+            and self.block_size % self.images_per_chunk == 0,
+            f"images_per_chunk must divide block_size={self.block_size}, "
+            f"got {self.images_per_chunk!r}",
+        )
+        _require(
+            not v3 or (isinstance(self.crops_per_chunk, int) and 1 <= self.crops_per_chunk <= m),
+            f"crops_per_chunk must be an integer in [1, crops_per_image={m}], "
+            f"got {self.crops_per_chunk!r}",
+        )
+
+    def at_version(self, version: int) -> StoreSpec:
+        """This spec written in format ``version`` (to resume an older store in its own
+        format): v1 has no ``path_data_bytes``; v1 and v2 have no ``crops_per_chunk``, and
+        chunking left to its default takes that version's default."""
+        path_data_bytes = 0 if version == 1 else self.path_data_bytes
+        return dataclasses.replace(self, format_version=version, path_data_bytes=path_data_bytes)
+
+    @property
+    def crops_per_inner_chunk(self) -> int:
+        """Crops per inner chunk of the per-crop arrays: ``crops_per_chunk`` (v3) or M."""
+        return self.crops_per_chunk or self.crops.crops_per_image
+
+    @property
+    def padded_crops(self) -> int:
+        """The per-crop shards' length along the crop axis: M rounded up to whole inner
+        chunks (v3; M itself before)."""
+        per = self.crops_per_inner_chunk
+        return -(-self.crops.crops_per_image // per) * per
+
     @property
     def num_blocks(self) -> int:
         return -(-self.num_images // self.block_size)
@@ -327,6 +393,7 @@ class StoreSpec:
             "num_images": self.num_images,
             "block_size": self.block_size,
             "images_per_chunk": self.images_per_chunk,
+            **({"crops_per_chunk": self.crops_per_chunk} if self.format_version >= 3 else {}),
             "max_path_bytes": self.max_path_bytes,
             "file_hashes": self.file_hashes,
             **({"path_data_bytes": self.path_data_bytes} if self.format_version >= 2 else {}),
@@ -350,6 +417,8 @@ class StoreSpec:
             f"(supported: {list(SUPPORTED_FORMAT_VERSIONS)}); upgrade fkd to read it",
         )
         _check_unknown_keys(cls, data)
+        if isinstance(version, int) and version >= 3:
+            _require("crops_per_chunk" in data, "format v3 needs the key crops_per_chunk")
         payload = dict(data)
         payload["codec"] = CodecSpec.from_dict(data["codec"])
         payload["crops"] = CropSpec.from_dict(data["crops"])

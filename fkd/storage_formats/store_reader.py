@@ -19,6 +19,7 @@ from zarr.core.sync import sync
 
 from fkd.storage_formats import crop_sampler
 from fkd.storage_formats.block_chunk_reader import BlockChunkReader
+from fkd.storage_formats.crop_selection import crop_numbers, point_coordinates, take_crops
 from fkd.storage_formats.errors import (
     CorruptChunkError,
     StoreError,
@@ -176,7 +177,7 @@ class StoreReader(StoreHandle):
         return [(i, decode_error_text(row)) for i, row in zip(failed, reasons, strict=True)]
 
     def read_images(self, indices: Sequence[int] | NDArray[Any]) -> ImageBatch:
-        """Boxes, flips and stored labels of the given images, in one call.
+        """Boxes, flips and stored labels of all M crops of the given images, in one call.
 
         Raises ``UncommittedBlockError`` if any image lies in an uncommitted block.
         """
@@ -184,14 +185,7 @@ class StoreReader(StoreHandle):
         self._check_readable(index)
         height = self.per_image_rows("image_height", index)
         width = self.per_image_rows("image_width", index)
-        status = self.per_image_rows("image_status", index)
-        if (status == STATUS_PENDING).any():
-            image = int(index[np.flatnonzero(status == STATUS_PENDING)[0]])
-            raise CorruptChunkError(
-                f"{self.location}: image {image} has no status although its block "
-                f"{self.block_of(image)} is committed (a chunk is missing)",
-                repair_advice("block", [self.block_of(image)]),
-            )
+        status = self._checked_status(index)
         names = [label_array_name(field.name) for field in self.codec.fields()]
         per_crop = self._read_per_crop(names + self._box_arrays(), index)
         boxes, flips = self._boxes(index, height, width, per_crop)
@@ -203,21 +197,61 @@ class StoreReader(StoreHandle):
     def read_image(self, index: int) -> ImageBatch:
         return self.read_images([index])
 
+    def read_crops(
+        self, indices: Sequence[int] | NDArray[Any], crops: NDArray[Any]
+    ) -> dict[str, NDArray[Any]]:
+        """Stored labels of crops ``crops`` (``[n, k]`` crop numbers in ``[0, M)``) of each
+        image: ``{field: [n, k, ...]}``, equal to ``read_images(indices).labels`` at
+        those crops.  ``read_boxes(indices, crops)`` gives their boxes and flips.
+
+        A format v3 store is chunked along the crops too, so this decodes only the
+        inner chunks holding the wanted crops: O(k) bytes per image whatever M is.
+        v1 and v2 stores keep all M crops of an image in one chunk: read whole.
+        """
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        chosen = self._crop_numbers(index, crops)
+        self._check_readable(index)
+        self._checked_status(index)
+        names = [label_array_name(field.name) for field in self.codec.fields()]
+        per_crop = self._read_crops(names, index, chosen)
+        return {field.name: per_crop[label_array_name(field.name)] for field in self.codec.fields()}
+
     def read_boxes(
         self, indices: Sequence[int] | NDArray[Any], crops: NDArray[Any] | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """Fraction boxes ``[n, M, 4]`` and flips ``[n, M]`` of the images, without labels.
 
-        ``crops`` (``[n, k]`` crop numbers) keeps only those crops.  Boxes are read
-        where the store holds them and derived from the crop sampler where it does not.
+        ``crops`` (``[n, k]`` crop numbers) keeps only those crops (``[n, k, 4]``,
+        ``[n, k]``), reading only their chunks of a v3 store.  Boxes are read where
+        the store holds them and derived from the crop sampler where it does not.
         """
         index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        chosen = None if crops is None else self._crop_numbers(index, crops)
         self._check_readable(index)
         height = self.per_image_rows("image_height", index)
         width = self.per_image_rows("image_width", index)
-        return self._boxes(
-            index, height, width, self._read_per_crop(self._box_arrays(), index), crops
+        names = self._box_arrays()
+        per_crop = (
+            self._read_per_crop(names, index)
+            if chosen is None
+            else self._read_crops(names, index, chosen)
         )
+        return self._boxes(index, height, width, per_crop, chosen)
+
+    def _crop_numbers(self, index: NDArray[np.int64], crops: NDArray[Any]) -> NDArray[np.int64]:
+        return crop_numbers(crops, len(index), self.spec.crops_per_image)
+
+    def _checked_status(self, index: NDArray[np.int64]) -> NDArray[np.uint8]:
+        """The images' statuses; ``CorruptChunkError`` for a pending one (a lost chunk)."""
+        status = self.per_image_rows("image_status", index)
+        if (status == STATUS_PENDING).any():
+            image = int(index[np.flatnonzero(status == STATUS_PENDING)[0]])
+            raise CorruptChunkError(
+                f"{self.location}: image {image} has no status although its block "
+                f"{self.block_of(image)} is committed (a chunk is missing)",
+                repair_advice("block", [self.block_of(image)]),
+            )
+        return status
 
     def _box_arrays(self) -> list[str]:
         return ["crop_box", "crop_flip"] if self.spec.crops.boxes_stored else []
@@ -228,19 +262,13 @@ class StoreReader(StoreHandle):
         height: NDArray[Any],
         width: NDArray[Any],
         per_crop: Mapping[str, NDArray[Any]],
-        crops: NDArray[Any] | None = None,
+        crops: NDArray[np.int64] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-        """The one place that decides between stored boxes and boxes derived from the seed."""
+        """The one place that decides between stored boxes and boxes derived from the seed.
+        ``per_crop`` holds the stored boxes of ``crops`` only, when ``crops`` is given."""
         if self.spec.crops.boxes_stored:
             boxes = crop_sampler.grid_to_fractions(per_crop["crop_box"])
-            flips = np.asarray(per_crop["crop_flip"], dtype=bool)
-            if crops is None:
-                return boxes, flips
-            chosen = np.asarray(crops, dtype=np.int64).reshape(len(index), -1)
-            return (
-                np.take_along_axis(boxes, chosen[..., None], axis=1),
-                np.take_along_axis(flips, chosen, axis=1),
-            )
+            return boxes, np.asarray(per_crop["crop_flip"], dtype=bool)
         pixels, flips = crop_sampler.sample_boxes(self.spec.crops, index, height, width, crops)
         return crop_sampler.boxes_to_fractions(pixels, height, width), flips
 
@@ -251,6 +279,31 @@ class StoreReader(StoreHandle):
         if readers is not None:
             return {name: np.stack([readers[name].read(int(i)) for i in index]) for name in names}
         return self._read_concurrently(names, index)
+
+    def _read_crops(
+        self, names: list[str], index: NDArray[np.int64], chosen: NDArray[np.int64]
+    ) -> dict[str, NDArray[Any]]:
+        """``array[index][:, chosen]`` per name, ``[n, k, ...]``, reading only the inner
+        chunks of the chosen crops where the store is chunked along crops (v3)."""
+        if not names:
+            return {}
+        n, k = chosen.shape
+        if self.spec.format_version < 3 or k == 0 or n == 0:  # an image's crops: one chunk
+            rows = self._read_per_crop(names, index)
+            return {name: take_crops(values, chosen) for name, values in rows.items()}
+        readers = self._row_readers(names) if n <= FAST_READ_MAX_IMAGES else None
+        if readers is not None:
+            return {
+                name: np.stack(
+                    [
+                        readers[name].read_crops(int(i), c)
+                        for i, c in zip(index, chosen, strict=True)
+                    ]
+                )
+                for name in names
+            }
+        values = self._read_concurrently(names, np.repeat(index, k), chosen.reshape(-1))
+        return {name: v.reshape(n, k, *v.shape[1:]) for name, v in values.items()}
 
     def decode_labels(self, labels: Mapping[str, NDArray[Any]]) -> NDArray[np.float32]:
         """Dense probabilities ``[..., C]`` from stored label arrays."""
@@ -287,14 +340,24 @@ class StoreReader(StoreHandle):
             return self._readers
         return None
 
-    def _read_concurrently(self, names: list[str], index: NDArray[np.int64]) -> dict[str, Any]:
-        """``array[index]`` of several arrays at once, in one pass of zarr's event loop."""
+    def _read_concurrently(
+        self, names: list[str], index: NDArray[np.int64], crops: NDArray[np.int64] | None = None
+    ) -> dict[str, Any]:
+        """``array[index]`` (or, with ``crops``, the points ``array[index[p], crops[p]]``) of
+        several arrays at once, in one pass of zarr's event loop.  zarr reads only the
+        inner chunks a selection touches, with ranged reads of each shard."""
 
         arrays = {name: self._array(name)._async_array for name in names}  # opened outside
 
         async def read(name: str) -> NDArray[Any]:
             array = arrays[name]
             try:
+                if crops is not None:
+                    trailing = tuple(array.shape[2:])
+                    points = await array.get_coordinate_selection(
+                        point_coordinates(index, crops, trailing)
+                    )
+                    return np.asarray(points).reshape(index.size, *trailing)
                 if index.size == 1:  # a slice is cheaper than an orthogonal selection
                     start = int(index[0])
                     return np.asarray(await array.getitem(slice(start, start + 1)))

@@ -62,8 +62,12 @@ def transcode_store(
             f"temperature {codec.temperature} differs from the store's "
             f"{source.spec.codec.temperature}; stored probabilities cannot be re-tempered exactly"
         )
+    # An older store takes the current version's chunking; a current one keeps its own.
+    base = source.spec
+    if base.format_version != FORMAT_VERSION:
+        base = dataclasses.replace(base, images_per_chunk=0, crops_per_chunk=0)
     spec = dataclasses.replace(
-        source.spec, codec=codec, format_version=FORMAT_VERSION, **source.manifest.spec_fields()
+        base, codec=codec, format_version=FORMAT_VERSION, **source.manifest.spec_fields()
     )
     target = LabelStore.create(out, spec, source.manifest, overwrite=overwrite)
     reasons = dict(source.failures())
