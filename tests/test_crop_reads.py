@@ -132,11 +132,6 @@ def test_a_v2_store_resumes_in_v2_from_a_v3_spec(tmp_path) -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fkd/generate.py's open_or_create_store must resume with spec.at_version(...) "
-    "(it sets path_data_bytes=0, right for v1 only); remove this mark when it does",
-)
 def test_generate_resumes_a_v2_store_in_v2(tmp_path) -> None:
     try:  # fkd.generate is becoming a package
         from fkd.generate.store_setup import open_or_create_store

@@ -122,7 +122,7 @@ def open_or_create_store(
             return created
     store = LabelStore.open(out, mode="r+")
     if store.spec.format_version < spec.format_version:  # blocks are written alike: resume it
-        spec = replace(spec, format_version=store.spec.format_version, path_data_bytes=0)
+        spec = spec.at_version(store.spec.format_version)
     # The crop path is the store's, whatever device resumes it (None: chosen per device).
     spec = replace(spec, teacher=replace(spec.teacher, resampling=store.spec.teacher.resampling))
     differing = diff_generation(store.spec, spec)
