@@ -43,11 +43,14 @@ bench: install
 
 # The whole FKD job on real Fashion-MNIST: teacher, fkd generate, three students, report
 # (demo/report.md, .json, .png). FULL=1: all 60k images and the teacher retrained;
-# SEEDS=0,1,2: repeat per seed (mean ± std); ABLATION=1: the label-type / N ablation.
+# SEEDS=0,1,2: repeat per seed (mean ± std); ABLATION=1: the label-type / N ablation;
+# REUSE=1: fresh against reused stored crops (M = 8..64) and K students from one store.
 DEMO_ARGS := $(if $(FULL),--preset full) $(if $(SEEDS),--seeds $(SEEDS))
 demo: install fashion-mnist
 ifdef ABLATION
 	OMP_NUM_THREADS=1 $(PY) demo/ablation.py $(if $(FULL),--preset full)
+else ifdef REUSE
+	OMP_NUM_THREADS=1 $(PY) demo/reuse.py $(if $(FULL),--preset full)
 else
 	OMP_NUM_THREADS=1 $(PY) demo/run.py $(DEMO_ARGS)
 endif

@@ -63,3 +63,28 @@ def test_quick_demo_writes_every_artefact_from_its_own_run(tmp_path: Path) -> No
         assert paths[method].endswith("resampled uint8-bilinear")
     assert f"- hard labels: {paths['hard']}" in markdown
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_reuse_measurement_writes_both_tables_and_resumes(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, str(ROOT / "demo" / "reuse.py"), "--preset", "quick",
+        "--store-sizes", "1,2", "--students", "1,2", "--seeds", "0", "--crops-per-visit", "1",
+        "--work", str(tmp_path / "work" / "reuse"), "--report-dir", str(tmp_path),
+    ]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    report = json.loads((tmp_path / "reuse.json").read_text())
+    methods = [row["method"] for row in report["reuse"]]
+    assert methods == ["FKD, M = 1", "FKD, M = 2", "hard labels", "online KD"]
+    assert [row["reuse"] for row in report["reuse"][:2]] == [2.0, 1.0]  # 2 crop-epochs / M
+    assert [row["students"] for row in report["students"]] == [1, 2]
+    for row in report["students"]:
+        assert row["fkd_seconds"] > 0 and row["online_kd_seconds"] > 0
+        assert 0 <= row["fkd_top1"]["mean"] <= 100
+    assert "| FKD, M = 1 | 2× |" in (tmp_path / "reuse.md").read_text()
+    # A second run reuses every finished store and student: no fkd command runs again.
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "$ fkd generate" not in again.stdout and "$ fkd train" not in again.stdout
