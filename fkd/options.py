@@ -51,6 +51,11 @@ class OptionSpec:
     the default back as text for ``--help``. ``argument``: a positional argument.
     ``store``: a store location (a path or an fsspec URL, checked by the command line).
     ``file_okay``/``dir_okay``: for a ``Path`` field, what the path may name.
+    ``cli_default``: for a field whose default is ``None`` because ``__post_init__``
+    derives it from other fields, the value the command line shows and means when the
+    option is not given; the field is then left ``None``, so the derivation still runs
+    and an explicit value can be told from an absent one (``-m``: 200 unless
+    ``--for-epochs`` sizes it).
     """
 
     flag: str
@@ -67,6 +72,7 @@ class OptionSpec:
     store: bool = False
     file_okay: bool = True
     dir_okay: bool = True
+    cli_default: Any = None
 
     def choice_names(self) -> tuple[str, ...] | None:
         if self.choices is None:

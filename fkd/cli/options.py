@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from fkd.cli.stopping import stops_cleanly
 from fkd.exceptions import OptionError
@@ -170,16 +171,27 @@ def options_from(*configs: type) -> Callable[[F], F]:
 
 def build_config(config: type[T], values: dict[str, Any]) -> T:
     """``config`` from its fields' click values (removed from ``values``); ``None`` from
-    click (not given, no click default) leaves the field's own default."""
+    click (not given, no click default) leaves the field's own default, and so does an
+    option with a ``cli_default`` that was not given."""
     given = {}
+    context = click.get_current_context(silent=True)
     for item in option_fields(config):
         value = values.pop(item.name)
+        if item.spec.cli_default is not None and not _given(context, item.name):
+            continue  # the field keeps None: its __post_init__ derives the value
         if value is not None or item.required:
             given[item.name] = value
     try:
         return config(**given)
     except OptionError as exc:
         raise click.BadParameter(str(exc), param_hint=exc.option) from None
+
+
+def _given(context: click.Context | None, name: str) -> bool:
+    """Whether parameter ``name`` was given (command line, environment), not defaulted."""
+    if context is None:
+        return True
+    return context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
 
 
 def click_parameter(item: OptionField) -> Callable[[F], F]:
@@ -193,6 +205,8 @@ def click_parameter(item: OptionField) -> Callable[[F], F]:
         off: dict[str, Any] = {"default": True, "flag_value": False} if item.default else {}
         return click.option(*names, is_flag=True, help=spec.help, **off)
     default = None if item.required or item.default == () else item.default
+    if spec.cli_default is not None:
+        default = spec.cli_default
     if spec.parse is not None:
         default = spec.format(default) if spec.format and default is not None else None
     return click.option(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fkd import shared_options as shared
 from fkd.exceptions import OptionError
+from fkd.generate.sizing import crops_for_epochs
 from fkd.options import (
     argument,
     check_options,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 # 256, with 1 and 2 threads (benchmarks/teacher_batch_bench.py, docs/benchmarks.md).
 # Tiny teachers on tiny inputs prefer more (the demo's 32 px CNN: 64).
 CPU_BATCH_SIZE = 4
+DEFAULT_CROPS_PER_IMAGE = 200
+MAX_CROPS_PER_IMAGE = 65536
 ACCELERATOR_BATCH_SIZE = 256
 MAX_REDO_BLOCKS = 1_000_000
 
@@ -84,13 +87,41 @@ class GenerateConfig:
     )
     teachers: tuple[str, ...] = shared.teachers()
     weights: tuple[str | None, ...] = shared.weights()
-    crops_per_image: int = option(
+    crops_per_image: int = option(  # None until __post_init__: 200, or --for-epochs's M
         "--crops-per-image",
         "-m",
-        default=200,
+        default=None,
+        cli_default=DEFAULT_CROPS_PER_IMAGE,
         low=1,
-        high=65536,
-        help="M: random-resized crops labelled per image.",
+        high=MAX_CROPS_PER_IMAGE,
+        help="M: random-resized crops labelled per image (or let --for-epochs size it).",
+    )
+    for_epochs: int | None = option(
+        "--for-epochs",
+        default=None,
+        low=1,
+        metavar="E",
+        help="Size M for a student run of E crop-epochs instead of giving -m: M = N x "
+        "ceil(ceil(E/N) / R), with N = --crops-per-visit and R = --reuse, so the run uses "
+        "no stored crop more than R times (R = 1: every crop fresh, as online KD's student "
+        "sees). See docs/scaling.md.",
+    )
+    crops_per_visit: int = option(
+        "--crops-per-visit",
+        "-n",
+        default=4,
+        low=1,
+        high=MAX_CROPS_PER_IMAGE,
+        help="N: crops per visit of the student run (fkd train --crops-per-visit) that "
+        "--for-epochs and --plan size the store for.",
+    )
+    reuse: int = option(
+        "--reuse",
+        default=1,
+        low=1,
+        metavar="R",
+        help="With --for-epochs: the most times the student run may use each stored crop "
+        "(a store R times smaller).",
     )
     scale: tuple[float, float] = option(
         "--scale",
@@ -224,6 +255,7 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        self._size_crops_per_image()
         if self.weights and len(self.weights) != len(self.teachers):
             raise OptionError(
                 "--weights",
@@ -238,6 +270,31 @@ class GenerateConfig:
         if not (count >= 1 and 0 <= index < count):
             raise OptionError("--shard", f"expected 0 <= i < n, got '{index}/{count}'")
         self._check_with_the_spec()
+
+    def _size_crops_per_image(self) -> None:
+        """M: as given, 200, or sized by --for-epochs (``fkd.generate.sizing``).
+
+        An M that --for-epochs also sizes is refused unless the two agree, so that a
+        config rebuilt from its own fields (``dataclasses.replace``) stays valid.
+        """
+        m = self.crops_per_image
+        if self.for_epochs is not None:
+            sized = crops_for_epochs(self.for_epochs, self.crops_per_visit, self.reuse)
+            if m is not None and m != sized:
+                raise OptionError(
+                    "--for-epochs",
+                    "--for-epochs sizes M itself; give --for-epochs or -m/--crops-per-image, "
+                    "not both",
+                )
+            if sized > MAX_CROPS_PER_IMAGE:
+                raise OptionError(
+                    "--for-epochs",
+                    f"{self.for_epochs} crop-epochs at --crops-per-visit {self.crops_per_visit} "
+                    f"and --reuse {self.reuse} need M = {sized}, more than a store holds "
+                    f"({MAX_CROPS_PER_IMAGE}); accept more reuse (a larger --reuse)",
+                )
+            m = sized
+        object.__setattr__(self, "crops_per_image", DEFAULT_CROPS_PER_IMAGE if m is None else m)
 
     def _check_with_the_spec(self) -> None:
         """The store spec's own checks of the values it will record."""
@@ -317,6 +374,7 @@ class GenerateRun:
 __all__ = [
     "ACCELERATOR_BATCH_SIZE",
     "CPU_BATCH_SIZE",
+    "DEFAULT_CROPS_PER_IMAGE",
     "GenerateConfig",
     "GenerateRun",
     "parse_blocks",

@@ -11,6 +11,11 @@ on a few crops of the first images only, on the run's device, to measure
 
 Per-image arrays (path, size, status, error text...) are counted at their
 uncompressed size, an upper bound.
+
+The last lines size the store for a student run (``fkd.generate.sizing``): with
+``--for-epochs``, how often the run uses each stored crop, and the store size and
+teacher-hours against the default ``-m``; with ``-m`` alone, the ``--for-epochs``
+values it serves with every crop fresh.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import torch
 from numpy.typing import NDArray
 
 from fkd.devices import resolve_device
-from fkd.generate.config import GenerateConfig
+from fkd.generate.config import DEFAULT_CROPS_PER_IMAGE, GenerateConfig
 from fkd.generate.cutter import CropCutter, sample_image_boxes
 from fkd.generate.errors import GenerateError
 from fkd.generate.labeller import encode_on_device, teacher_probabilities
 from fkd.generate.shards import shard_blocks
+from fkd.generate.sizing import epochs_covered, visits_for
 from fkd.generate.store_setup import build_spec, open_reference
 from fkd.images import ImageSource, decode_or_reason, scan_source
 from fkd.storage_formats import StoreSpec
@@ -53,6 +59,21 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class StudentRun:
+    """The student run a plan sizes the store for (``fkd.generate.sizing``), and the M
+    its store is compared with."""
+
+    for_epochs: int | None
+    crops_per_visit: int
+    reuse: int
+    compared_m: int = DEFAULT_CROPS_PER_IMAGE
+
+    @classmethod
+    def of(cls, config: GenerateConfig) -> StudentRun:
+        return cls(config.for_epochs, config.crops_per_visit, config.reuse)
+
+
+@dataclass(frozen=True)
 class GenerationPlan:
     """A run's size and cost; ``lines()`` says what was measured and what is assumed."""
 
@@ -70,6 +91,7 @@ class GenerationPlan:
     throughput_measured: bool
     device: str
     batch: int
+    student: StudentRun
 
     @property
     def crops(self) -> int:
@@ -77,12 +99,19 @@ class GenerationPlan:
 
     @property
     def store_bytes(self) -> float:
-        return self.crops * self.label_bytes_per_crop + self.spec.num_images * self.image_bytes
+        return self.store_bytes_at(self.spec.crops_per_image)
 
     @property
     def teacher_hours(self) -> float:
         """Device-hours of teacher work for this shard's images."""
-        return self.shard_images * self.spec.crops_per_image / self.crops_per_s / 3600
+        return self.teacher_hours_at(self.spec.crops_per_image)
+
+    def store_bytes_at(self, m: int) -> float:
+        """The store's size with M = ``m`` (the same labels per crop and per-image arrays)."""
+        return self.spec.num_images * (m * self.label_bytes_per_crop + self.image_bytes)
+
+    def teacher_hours_at(self, m: int) -> float:
+        return self.shard_images * m / self.crops_per_s / 3600
 
     def lines(self) -> list[str]:
         spec, (index, count) = self.spec, self.shard
@@ -116,6 +145,34 @@ class GenerationPlan:
             f"decode {1000 * self.decode_seconds_per_image:.1f} ms/image measured on the first "
             f"{self.sample_images} image(s), one process: "
             f"{self.decode_seconds_per_image * self.shard_images / 3600:.3g} core-hours",
+            *self.student_lines(),
+        ]
+
+    def student_lines(self) -> list[str]:
+        """The student run M serves: with --for-epochs, its M against the default -m's;
+        with -m alone, the --for-epochs values it serves without reuse."""
+        m, run = self.spec.crops_per_image, self.student
+        n = run.crops_per_visit
+        if run.for_epochs is None:
+            covered = epochs_covered(m, n)
+            more = f", up to {epochs_covered(m, n, run.reuse)} with --reuse {run.reuse}"
+            return [
+                f"student: M={m} serves --for-epochs up to {covered} at N={n} crops per visit "
+                f"with every crop fresh ({covered // n} visits per image)"
+                f"{more if run.reuse > 1 else ''}; a run of E crop-epochs uses each crop "
+                f"about E/{m} times"
+            ]
+        epochs, other = run.for_epochs, run.compared_m
+        visits = visits_for(epochs, n)
+        used = visits * n
+        return [
+            f"student: M={m} sized by --for-epochs {epochs} at N={n} crops per visit "
+            f"(--crops-per-visit) and --reuse {run.reuse}: {visits} visits per image use "
+            f"{used} crops, {_usage(used, m)}",
+            f"against -m {other} (the default M): store ~{_size(self.store_bytes)} vs "
+            f"~{_size(self.store_bytes_at(other))}, {self.teacher_hours:.3g} vs "
+            f"{self.teacher_hours_at(other):.3g} teacher-hours; at M={other} the same run "
+            f"would use {_usage(used, other)}",
         ]
 
 
@@ -152,6 +209,7 @@ def plan_generation(config: GenerateConfig, crops_per_s: float | None = None) ->
         throughput_measured=crops_per_s is None,
         device=str(device),
         batch=batch,
+        student=StudentRun.of(config),
     )
 
 
@@ -238,6 +296,17 @@ def per_image_bytes(spec: StoreSpec) -> int:
     return -(-total // spec.num_images)
 
 
+def _usage(used: int, m: int) -> str:
+    """How a run using ``used`` crops per image uses M = ``m`` stored ones (the schedule
+    takes every crop once per cycle: ``fkd.generate.sizing``)."""
+    if used < m:
+        return f"{used} of the {m} stored crops, each once"
+    if used == m:
+        return "each stored crop once"
+    most = math.ceil(used / m)
+    return f"each stored crop {used / m:.3g} times" + ("" if used % m == 0 else f", at most {most}")
+
+
 def _size(nbytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if nbytes < 1000 or unit == "TB":
@@ -246,4 +315,4 @@ def _size(nbytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-__all__ = ["GenerationPlan", "plan_generation"]
+__all__ = ["GenerationPlan", "StudentRun", "plan_generation"]
