@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -109,15 +110,7 @@ def main(
     teacher = load_online_teacher(config, dist_info.device)
     data, val_loader = load_run_data(config, defaults, teacher, dist_info, checkpoint)
     ctx = build_step_context(config, defaults, data, teacher, dist_info, checkpoint)
-    start_visit, best_top1 = 0, None
-    metrics: list[dict[str, Any]] = []
-    if checkpoint is not None:
-        start_visit, best_top1 = restore(ctx, checkpoint)
-        if out is not None and dist_info.is_main:
-            metrics = trim_metrics(out / METRICS_FILE, start_visit)
-        say(f"resuming {checkpoint['path']} at epoch {start_visit + 1}/{ctx.schedule.visits}")
-    else:
-        seed_everything(config.seed, dist_info.rank)
+    start_visit, best_top1, metrics = resume_or_seed(ctx, checkpoint, out, say)
     for line in run_lines(config, data, ctx, teacher is not None):
         say(line)
     if start_visit >= ctx.schedule.visits:
@@ -183,6 +176,22 @@ def main(
         resumed_from=start_visit,
         rank=dist_info.rank,
     )
+
+
+def resume_or_seed(
+    ctx: StepContext, checkpoint: dict[str, Any] | None, out: Path | None, say: Say
+) -> tuple[int, float | None, list[dict[str, Any]]]:
+    """(visits done, best top-1, metrics so far): a checkpoint's states restored, or, for
+    a fresh run, the RNGs seeded for this rank."""
+    if checkpoint is None:
+        seed_everything(ctx.config.seed, ctx.dist.rank)
+        return 0, None, []
+    start_visit, best_top1 = restore(ctx, checkpoint)
+    metrics: list[dict[str, Any]] = []
+    if out is not None and ctx.dist.is_main:
+        metrics = trim_metrics(out / METRICS_FILE, start_visit)
+    say(f"resuming {checkpoint['path']} at epoch {start_visit + 1}/{ctx.schedule.visits}")
+    return start_visit, best_top1, metrics
 
 
 def run_lines(config: TrainConfig, data: TrainData, ctx: StepContext, online: bool) -> list[str]:
