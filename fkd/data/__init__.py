@@ -23,7 +23,8 @@ Where things are:
 - ``collate.py``: ``collate_crops``, B images x N crops to one flat batch of B*N crops.
 - ``decoding.py``: decoding in the worker, or on the device (``device_decode=True``,
   then ``decode_on_device``; nvjpeg on CUDA).
-- ``loader.py``: ``make_loader`` / ``set_epoch``, the usual assembly.
+- ``loader.py``: ``make_loader`` / ``set_epoch``, the usual assembly; ``crop_loader``, the
+  same DataLoader over any crop dataset (``fkd train`` uses it without a store).
 
 Pixel values are float32 in [0, 255], **not normalised**: normalising (e.g.
 ``fkd.crops.normalise(x, mean, std)``) is the model's or the training loop's
@@ -47,7 +48,7 @@ from fkd.crops.schedule import ScheduledIndex, crop_schedule
 from fkd.data.collate import collate_crops
 from fkd.data.dataset import CropLabelDataset
 from fkd.data.decoding import decode_on_device
-from fkd.data.loader import LoaderParts, make_loader, set_epoch
+from fkd.data.loader import LoaderParts, crop_loader, make_loader, set_epoch
 from fkd.data.sampler import CropScheduleSampler
 from fkd.data.store_checks import StoreMismatchError
 
@@ -58,6 +59,7 @@ __all__ = [
     "ScheduledIndex",
     "StoreMismatchError",
     "collate_crops",
+    "crop_loader",
     "crop_schedule",
     "decode_on_device",
     "make_loader",

@@ -1,4 +1,4 @@
-"""The assembly: ``make_loader`` builds the DataLoader, its dataset and sampler; ``set_epoch``.
+"""The assembly: ``make_loader``, ``crop_loader`` (a DataLoader of any crop dataset), ``set_epoch``.
 
 The loader yields batches of ``batch_images x crops_per_visit`` crops as stored: pixels
 in 0..255 (not normalised) and labels in the store's compact form.  Dense labels are
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fkd.data.collate import collate_crops
 from fkd.data.dataset import CropLabelDataset
@@ -72,6 +72,39 @@ def make_loader(
         store_cache=store_cache,
         source=source,
     )
+    loader, sampler = crop_loader(
+        dataset,
+        batch_images,
+        workers,
+        rank,
+        world_size,
+        seed,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch_factor,
+    )
+    return loader, dataset, sampler
+
+
+def crop_loader(
+    dataset: Dataset[Any],
+    batch_images: int,
+    workers: int = 2,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    *,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> tuple[DataLoader[Any], CropScheduleSampler]:
+    """A DataLoader over a crop dataset (``CropLabelDataset``, or ``SampledCropDataset`` for
+    the students without a store) on the crop schedule, and its sampler.
+
+    Batches hold ``batch_images`` images' crops, collated flat by ``collate_crops``.
+    """
     sampler = CropScheduleSampler(
         dataset,
         num_replicas=world_size,
@@ -96,7 +129,7 @@ def make_loader(
         worker_init_fn=DataLoaderWorkerLifetime(),
         **extra,
     )
-    return loader, dataset, sampler
+    return loader, sampler
 
 
 def set_epoch(loader_parts: Iterable[Any], epoch: int) -> None:

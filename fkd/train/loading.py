@@ -22,13 +22,12 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from fkd.crops.datasets import SampledCropDataset
-from fkd.data import CropScheduleSampler, collate_crops, make_loader
+from fkd.data import CropScheduleSampler, crop_loader, make_loader
 from fkd.evaluation import as_model_classes
 from fkd.images import ImageSource, scan_source
 from fkd.storage_formats import CodecSpec
 from fkd.train.config import TrainConfig, TrainError
 from fkd.train.ddp import Distributed
-from fkd.worker_lifetime import DataLoaderWorkerLifetime
 
 
 @dataclass
@@ -148,18 +147,14 @@ def _sampled_loader(
     folder = SampledCropDataset(
         source, config.sampled_crops(), config.crops_per_visit, input_size, config.seed
     )
-    world = dist_info.world_size
-    sampler = CropScheduleSampler(folder, num_replicas=world, rank=dist_info.rank, seed=config.seed)
-    extra: dict[str, Any] = {"persistent_workers": True} if config.workers > 0 else {}
-    loader: DataLoader[Any] = DataLoader(
+    loader, sampler = crop_loader(
         folder,
-        batch_size=batch_images,
-        sampler=sampler,
-        num_workers=config.workers,
-        collate_fn=collate_crops,
+        batch_images,
+        config.workers,
+        dist_info.rank,
+        dist_info.world_size,
+        config.seed,
         pin_memory=dist_info.device.type == "cuda",
-        worker_init_fn=DataLoaderWorkerLifetime(),
-        **extra,
     )
     return loader, folder, sampler
 
