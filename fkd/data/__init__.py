@@ -30,7 +30,7 @@ Pixel values are float32 in [0, 255], **not normalised**: normalising (e.g.
 ``fkd.crops.normalise(x, mean, std)``) is the model's or the training loop's
 job, on the device.  Labels come as the store keeps them (compact top-K
 indices and quantised values).  **Dense labels are rebuilt on the training
-device** by ``fkd.labels.decode_torch(batch["labels"], dataset.codec, device)``;
+device** by ``fkd.label_codecs_torch.decode_torch(batch["labels"], dataset.codec, device)``;
 ``fkd train`` does it in ``fkd.train.targets``.
 
 Typical use::

@@ -143,7 +143,7 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
 
     @property
     def codec(self) -> CodecSpec:
-        """The store's label codec, for ``fkd.labels.decode_torch``."""
+        """The store's label codec, for ``fkd.label_codecs_torch.decode_torch``."""
         return self.spec.codec
 
     @property

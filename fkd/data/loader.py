@@ -2,8 +2,8 @@
 
 The loader yields batches of ``batch_images x crops_per_visit`` crops as stored: pixels
 in 0..255 (not normalised) and labels in the store's compact form.  Dense labels are
-rebuilt on the training device by ``fkd.labels.decode_torch`` (the training step calls it:
-``fkd.train.targets``).
+rebuilt on the training device by ``fkd.label_codecs_torch.decode_torch`` (the training
+step calls it: ``fkd.train.targets``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ of counting crop-epochs.  Where things are:
 - ``loading.py``: ``load_data``, the training loader (the store's crops and labels via
   ``fkd.data``, or crops sampled on the fly), class folders matched to the teacher's;
 - ``targets.py``: soft targets from the store (dense labels rebuilt on the device by
-  ``fkd.labels.decode_torch``) or a live teacher, and the hard-label loss;
+  ``fkd.label_codecs_torch.decode_torch``) or a live teacher, and the hard-label loss;
 - ``step.py``: one optimiser step (crops, targets, Mixup/CutMix, loss, update);
 - ``build.py``: the run's data, model, optimiser, AMP and ``StepContext``;
 - ``loop.py``: ``train`` (the entry), ``main`` and ``train_one_epoch``;

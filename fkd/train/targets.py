@@ -1,8 +1,8 @@
 """What the student learns from at each step: stored soft labels, a live teacher, hard labels.
 
 - a store (``labels``): the stored labels of the step's crops, **rebuilt as dense
-  distributions on the device** by ``fkd.labels.decode_torch``, re-tempered from the
-  store's temperature when ``temperature`` differs from it;
+  distributions on the device** by ``fkd.label_codecs_torch.decode_torch``, re-tempered
+  from the store's temperature when ``temperature`` differs from it;
 - ``online_teacher``: a live teacher labels the very crops the student sees (normalised
   with the teacher's mean/std, resized to its input size): classical online KD with the
   same crop budget and schedule;
@@ -67,7 +67,7 @@ class SoftTargets:
 
     def from_store(self, batch: Mapping[str, Any], keep: Tensor | None) -> Tensor:
         """The stored labels of the kept crops, dense on the device (``decode_torch``)."""
-        from fkd.labels import decode_torch
+        from fkd.label_codecs_torch import decode_torch
 
         assert self.codec is not None
         labels = batch["labels"]
