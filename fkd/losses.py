@@ -31,6 +31,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fkd import config_dicts
+
 SoftLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _PEARSON_EPS = 1e-8
@@ -305,8 +307,4 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"LossConfig: unknown keys {unknown}; known keys are {known}")
-        return cls(**data)
+        return config_dicts.from_dict(cls, data)

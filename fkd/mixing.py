@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from fkd import config_dicts
 
 MIX_KINDS = ("none", "mixup", "cutmix")
 
@@ -79,10 +81,7 @@ class MixConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MixConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        _require(not unknown, f"MixConfig: unknown keys {unknown}; known keys are {known}")
-        return cls(**data)
+        return config_dicts.from_dict(cls, data)
 
 
 @dataclass(frozen=True, eq=False)

@@ -139,10 +139,10 @@ def test_user_errors_share_one_base_and_library_callers_still_catch_value_error(
     from fkd.checkpoints import CheckpointError
     from fkd.classes import ClassMismatchError
     from fkd.data import StoreMismatchError
-    from fkd.datasets import DatasetError
     from fkd.errors import user_message
-    from fkd.evaluate import EvaluationError
+    from fkd.evaluation import EvaluationError
     from fkd.exceptions import FkdError, OptionError, UserInputError
+    from fkd.fashion_mnist import DatasetError
     from fkd.generate import GenerateError
     from fkd.images import ImageSourceError
     from fkd.models import ModelError

@@ -16,7 +16,7 @@ from http_server import serve
 from PIL import Image
 
 from fkd.cli.main import cli
-from fkd.datasets import (
+from fkd.fashion_mnist import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_FILES,
     DatasetError,

@@ -40,7 +40,7 @@ from fkd.checkpoints import (
 )
 from fkd.cli.eval import eval_command
 from fkd.cli.train import train_command
-from fkd.datasets import read_split
+from fkd.fashion_mnist import read_split
 from fkd.models.registry import build_model
 from fkd.train import (
     CropSchedule,

@@ -59,7 +59,7 @@ def fashion_mnist_command(options: FashionMnistOptions) -> None:
     A second run with the same options finds the tree already there; the tree is
     written aside and renamed into place, so an interrupted run leaves nothing behind.
     """
-    from fkd.datasets import prepare_fashion_mnist
+    from fkd.fashion_mnist import prepare_fashion_mnist
 
     prepared = prepare_fashion_mnist(
         options.out,

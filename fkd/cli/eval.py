@@ -45,7 +45,7 @@ def eval_command(options: EvalOptions) -> None:
     class folders are matched to its classes by name (or ImageNet wnid), else taken
     in sorted order.
     """
-    from fkd.train import evaluate_checkpoint
+    from fkd.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         options.data,

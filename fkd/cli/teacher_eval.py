@@ -39,7 +39,7 @@ def teacher_eval_command(options: TeacherEvalOptions) -> None:
     matched to one of them by name or ImageNet wnid (n01440764), so a subset of
     them can be evaluated; otherwise the sorted folders are its classes 0, 1, ...
     """
-    from fkd.evaluate import load_and_evaluate
+    from fkd.evaluation import load_and_evaluate
 
     accuracy = load_and_evaluate(
         options.data,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from fkd.datasets import read_split
+from fkd.fashion_mnist import read_split
 
 FASHION_MNIST = Path(os.environ.get("FKD_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_CLASSES = (  # short folder names: the file-size-limit test sizes its limit on them

@@ -1,4 +1,4 @@
-"""Real datasets as ImageFolder trees: ``fkd datasets fashion-mnist --out DIR``.
+"""Fashion-MNIST as an ImageFolder tree: ``fkd datasets fashion-mnist --out DIR``.
 
 Fashion-MNIST (Xiao et al. 2017) ships as four gzip IDX files.  They are looked
 for, in order, in ``--source``, in ``$FKD_DATA`` (or ``$FKD_DATA/fashion-mnist``),
