@@ -30,6 +30,7 @@ from fkd.images import decode_image, scan_source
 from fkd.storage_formats import LabelStore
 from fkd.teachers import load_teacher
 from fkd.train import Distributed, TrainConfig, load_data
+from fkd.train.loop import reuse_line
 
 M, N, SIZE, SEED = 12, 3, 64, 5
 SCALE = (0.25, 1.0)
@@ -122,6 +123,12 @@ def test_a_fresh_run_without_a_store_draws_every_crop_once() -> None:
     assert spec.crops_per_image == 12  # 3 visits x 4 crops
     with pytest.raises(ValueError, match="decides M"):
         TrainConfig(data="x", model="m", labels="s.zarr", crops_per_image=8)
+    # A run longer than the sampler's 65,536 crops per image reuses them, and says so.
+    long_run = TrainConfig(data="x", model="cnn_4_8_16", epochs=100_000, crops_per_visit=4)
+    assert long_run.sampled_crops().crops_per_image == 65_536
+    assert reuse_line(100_000, 4, 65_536).startswith("each of the M=65536 crops used 1.53x")
+    assert reuse_line(64, 4, 64) == "every crop fresh (64 of the M=64 crops used, once each)"
+    assert "used 8x" in reuse_line(64, 4, 8)
 
 
 @pytest.mark.parametrize("teacher_path", ["uint8-bilinear", "roi-align-bilinear"])

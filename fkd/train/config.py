@@ -12,9 +12,11 @@ from typing import Any
 
 from fkd.devices import AMP_MODES
 from fkd.exceptions import UserInputError
+from fkd.generate.sizing import crops_for_epochs
 from fkd.losses import LossConfig
 from fkd.mixing import MixConfig
 from fkd.storage_formats import CropSpec
+from fkd.storage_formats.spec import MAX_CROPS_PER_IMAGE
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -142,9 +144,9 @@ class TrainConfig:
         """The crops of a run without a store: M per image (default N x visits, every
         crop fresh), drawn by the store's sampler with ``seed``, so a store generated
         with the same M, scale, ratio, flip probability and seed holds the same boxes."""
-        visits = math.ceil(self.epochs / self.crops_per_visit)
+        fresh = min(crops_for_epochs(self.epochs, self.crops_per_visit), MAX_CROPS_PER_IMAGE)
         return CropSpec(
-            crops_per_image=self.crops_per_image or visits * self.crops_per_visit,
+            crops_per_image=self.crops_per_image or fresh,
             scale=self.scale,
             ratio=self.ratio,
             flip_prob=self.flip_prob,

@@ -48,6 +48,14 @@ class TrainData:
             part.set_epoch(epoch)
 
     @property
+    def crops_per_image(self) -> int:
+        """M: the crops per image the run draws its visits from (stored, or sampled)."""
+        dataset = self.dataset
+        if isinstance(dataset, SampledCropDataset):
+            return dataset.crops.crops_per_image
+        return int(dataset.crops_per_image)
+
+    @property
     def crop_path(self) -> dict[str, Any]:
         """Where the crops' boxes come from and how they are resampled (for the metrics)."""
         dataset = self.dataset

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from fkd.evaluation import EvalResult
+from fkd.generate.sizing import uses_per_crop, visits_for
 from fkd.models import ModelDefaults
 from fkd.models.registry import model_defaults
 from fkd.progress import Progress
@@ -210,8 +211,21 @@ def run_lines(config: TrainConfig, data: TrainData, ctx: StepContext, online: bo
         f"crops/visit ({what}), {schedule.visits} epochs = {config.epochs} crop-epochs, "
         f"{schedule.steps_per_visit} steps/epoch, {dist_info.world_size} process(es), "
         f"{dist_info.device}",
-        f"crops: {data.crop_path['crops_from']}, resampled {data.crop_path['resampling']}",
+        f"crops: {data.crop_path['crops_from']}, resampled {data.crop_path['resampling']}; "
+        + reuse_line(config.epochs, config.crops_per_visit, data.crops_per_image),
     ]
+
+
+def reuse_line(epochs: int, crops_per_visit: int, crops_per_image: int) -> str:
+    """How many times the run uses each of the M stored (or sampled) crops."""
+    uses = uses_per_crop(epochs, crops_per_visit, crops_per_image)
+    if uses <= 1:
+        used = visits_for(epochs, crops_per_visit) * crops_per_visit
+        return f"every crop fresh ({used} of the M={crops_per_image} crops used, once each)"
+    return (
+        f"each of the M={crops_per_image} crops used {uses:.3g}x on average (Beyer et al. "
+        f"2022: reuse can hurt; fkd generate --for-epochs {epochs} stores fresh ones)"
+    )
 
 
 def train_one_epoch(
