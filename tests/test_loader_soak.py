@@ -28,15 +28,20 @@ MIB = 2**20
 RSS_GROWTH_BOUND = 16 * MIB
 
 
-@pytest.fixture(scope="module")
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+# (images, M): the usual store, and one of M = 4,800 crops per image (fresh crops for
+# 1,200 visits at N = 4), whose visits read 4 of them (issue #18).
+@pytest.fixture(scope="module", params=[(256, 16), (32, 4800)], ids=["M16", "M4800"])
+def labelled(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path]]:
+    images, crops = request.param
     root = tmp_path_factory.mktemp("soak")
-    data = fashion_mnist_folder(root / "data", 256)
+    data = fashion_mnist_folder(root / "data", images)
     teachers = str(write_teacher(root / "teachers"))
     sys.path.insert(0, teachers)
     try:
         config = GenerateConfig(data=data, out=str(root / "labels.zarr"),
-                                teachers=(TEACHER_SPEC,), crops_per_image=16, block_size=32,
+                                teachers=(TEACHER_SPEC,), crops_per_image=crops, block_size=32,
                                 workers=0, device="cpu")  # fmt: skip
         assert generate(config, progress=False).complete
     finally:

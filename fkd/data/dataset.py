@@ -4,7 +4,7 @@ The FKD student's dataset.  Opening checks that the store and the image folder a
 (``fkd.data.store_checks``); ``dataset[i]`` decodes image ``i`` once, cuts the crops
 ``crop_schedule`` names for this visit (``fkd.crops.datasets.CropDataset.cut``, the
 cutter every student shares) and returns them with their labels as stored.  A
-DataLoader batch is read from the store in one ``read_images`` call (``__getitems__``).
+DataLoader batch is read from the store in one ``read_crops`` call (``__getitems__``).
 """
 
 from __future__ import annotations
@@ -173,15 +173,16 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
         return crop_schedule(self.seed, image, visit, self.crops_per_image, self.crops_per_visit)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        """Item ``i`` (see the class docstring); its store data come from one ``read_images``."""
+        """Item ``i`` (see the class docstring); its store data come from one ``read_crops``."""
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """Items for a batch of indices, their store data read in one ``read_images`` call.
+        """Items for a batch of indices, their store data read in one call per kind.
 
         DataLoader calls this (instead of ``__getitem__`` per index) when it batches, so a
         batch of B images costs one store read rather than B: zarr's per-call cost is
-        most of the label read.
+        most of the label read.  Only the N scheduled crops of each image are read
+        (``LabelStore.read_crops``; O(N) bytes per image in a format v3 store, whatever M).
         """
         positions = [int(i) for i in indices]
         for position in positions:
@@ -189,16 +190,20 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
                 raise IndexError(f"index {position} out of range for {len(self)} images")
         visits = [self.visit_of(i) for i in indices]
         images = self.indices[np.asarray(positions, dtype=np.int64)]
-        unique, row_of = np.unique(images, return_inverse=True)
-        boxes, flips, labels = self._read(unique)
-        items = []
-        for position, visit, row in zip(positions, visits, row_of.tolist(), strict=True):
-            chosen = self.schedule(position, visit)
-            crop_labels = {name: values[row, chosen] for name, values in labels.items()}
-            items.append(
-                self._item(position, chosen, boxes[row, chosen], flips[row, chosen], crop_labels)
+        chosen = np.stack(
+            [self.schedule(p, v) for p, v in zip(positions, visits, strict=True)]
+        ).reshape(len(positions), -1)
+        boxes, flips, labels = self._read(images, chosen)
+        return [
+            self._item(
+                position,
+                chosen[row],
+                boxes[row],
+                flips[row],
+                {name: values[row] for name, values in labels.items()},
             )
-        return items
+            for row, position in enumerate(positions)
+        ]
 
     def _item(
         self,
@@ -225,12 +230,10 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
         return item
 
     def _read(
-        self, images: NDArray[np.int64]
+        self, images: NDArray[np.int64], crops: NDArray[np.int64]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_], dict[str, NDArray[Any]]]:
-        """Fraction boxes ``[n, M, 4]``, flips and stored labels of the given store images."""
+        """Fraction boxes ``[n, k, 4]``, flips and stored labels of crops ``[n, k]``."""
         store = self.store
-        if not self.with_labels:
-            boxes, flips = store.read_boxes(images)
-            return boxes, flips, {}
-        batch = store.read_images(images)
-        return batch.boxes, batch.flips, batch.labels
+        boxes, flips = store.read_boxes(images, crops)
+        labels = store.read_crops(images, crops) if self.with_labels else {}
+        return boxes, flips, labels
