@@ -4,12 +4,12 @@
   float reference), and pixel helpers (flip, normalise, fractions to pixels);
 - ``resampling``: the named resamplings (``RESAMPLING_REGISTRY``) and ``resampling_for``,
   the one place that picks one for a device;
-- ``cut``: the cutter every path calls (``cut`` for fraction boxes, ``cut_pixel_boxes``);
+- ``cut``: ``cut``, the cutter every path calls (fraction boxes, or pixel boxes);
 - ``schedule``: ``crop_schedule``, which stored crops a visit of an image uses;
 - ``datasets``: the crop dataset family (``CropDataset``, ``SampledCropDataset``).
 """
 
-from fkd.crops.cut import cut, cut_pixel_boxes, cut_teacher_crops
+from fkd.crops.cut import cut, cut_teacher_crops
 from fkd.crops.kernels import (
     INTERPOLATION_MODES,
     as_chw_uint8,
@@ -39,7 +39,6 @@ __all__ = [
     "cut_crops",
     "cut_crops_reference",
     "cut_crops_uint8",
-    "cut_pixel_boxes",
     "cut_teacher_crops",
     "flip_where",
     "fractions_to_pixels",

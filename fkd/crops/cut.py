@@ -12,34 +12,25 @@ from fkd.crops.resampling import Resampling, resampling_for
 
 def cut(
     pixels: NDArray[np.uint8] | torch.Tensor,
-    fractions: NDArray[np.float64],
-    flips: NDArray[np.bool_],
-    size: int,
-    resampling: Resampling,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """The crop cutter of every path: ``[M, 3, size, size]`` float32 in 0..255 on ``device``.
-
-    ``pixels`` is the image as decoded: ``HxWx3`` uint8 numpy, or a ``3xHxW`` uint8
-    tensor (decoded on the device).  ``fractions`` are boxes ``[M, 4]`` as fractions of
-    its height and width (the store's form), turned into pixels of the image actually
-    decoded, so they replay on a resized copy too.
-    """
-    image = as_chw_uint8(pixels)
-    boxes = fractions_to_pixels(fractions, *image.shape[-2:])
-    return resampling.kernel(image, boxes, np.asarray(flips, dtype=bool), size, device)
-
-
-def cut_pixel_boxes(
-    pixels: NDArray[np.uint8],
     boxes: NDArray[np.float64],
     flips: NDArray[np.bool_],
     size: int,
     resampling: Resampling,
     device: torch.device | str = "cpu",
+    *,
+    in_pixels: bool = False,
 ) -> torch.Tensor:
-    """``cut`` for boxes already in pixels of ``pixels`` (the teacher's sampled boxes)."""
+    """The crop cutter of every path: ``[M, 3, size, size]`` float32 in 0..255 on ``device``.
+
+    ``pixels`` is the image as decoded: ``HxWx3`` uint8 numpy, or a ``3xHxW`` uint8
+    tensor (decoded on the device).  ``boxes`` ``[M, 4]`` (top, left, height, width) are
+    fractions of its height and width (the store's form), turned into pixels of the image
+    actually decoded, so they replay on a resized copy too; ``in_pixels=True``: already
+    pixels of this image (the teacher's freshly sampled boxes).
+    """
     image = as_chw_uint8(pixels)
+    if not in_pixels:
+        boxes = fractions_to_pixels(boxes, *image.shape[-2:])
     flags = np.asarray(flips, dtype=bool)
     return resampling.kernel(image, np.asarray(boxes, dtype=np.float64), flags, size, device)
 
@@ -54,4 +45,4 @@ def cut_teacher_crops(
 ) -> torch.Tensor:
     """Crops of pixel ``boxes`` with the resampling ``resampling_for(device, interpolation)``."""
     resampling = resampling_for(device, interpolation)
-    return cut_pixel_boxes(pixels, boxes, flips, size, resampling, device)
+    return cut(pixels, boxes, flips, size, resampling, device, in_pixels=True)

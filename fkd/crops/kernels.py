@@ -14,7 +14,8 @@ Plus the pixel helpers around them (flip, normalise, boxes from fractions).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +28,8 @@ INTERPOLATION_MODES = {
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
 }
+
+T = TypeVar("T")
 
 
 def image_to_tensor(image: NDArray[np.uint8], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -152,9 +155,12 @@ def normalise(crops: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
+    return choose(INTERPOLATION_MODES, name, "interpolation")
+
+
+def choose(table: Mapping[str, T], name: str, what: str) -> T:
+    """``table[name]``; an unknown name is refused with the list of known ones."""
     try:
-        return INTERPOLATION_MODES[name]
+        return table[name]
     except KeyError:
-        raise ValueError(
-            f"unknown interpolation {name!r}; choose one of {sorted(INTERPOLATION_MODES)}"
-        ) from None
+        raise ValueError(f"unknown {what} {name!r}; choose one of {list(table)}") from None

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from fkd.crops.kernels import cut_crops, cut_crops_reference, cut_crops_uint8, interpolation_mode
+from fkd.crops.kernels import (
+    choose,
+    cut_crops,
+    cut_crops_reference,
+    cut_crops_uint8,
+    interpolation_mode,
+)
 from fkd.storage_formats.spec import RESAMPLINGS
 
 Kernel = Callable[
@@ -41,39 +48,15 @@ class Resampling:
     kernel: Kernel
     description: str
 
-
-def _uint8_kernel(
-    image: torch.Tensor,
-    boxes: NDArray[np.float64],
-    flips: NDArray[np.bool_],
-    size: int,
-    device: torch.device | str,
-) -> torch.Tensor:
-    return cut_crops_uint8(image, boxes, flips, size).to(device)
-
-
-def _roi_align_kernel(
-    image: torch.Tensor,
-    boxes: NDArray[np.float64],
-    flips: NDArray[np.bool_],
-    size: int,
-    device: torch.device | str,
-) -> torch.Tensor:
-    return cut_crops(image.to(device, non_blocking=True).float(), boxes, flips, size)
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled by name (its kernel need not pickle): DataLoader workers look it up."""
+        return get_resampling, (self.name,)
 
 
 def _float_kernel(interpolation: str) -> Kernel:
-    def kernel(
-        image: torch.Tensor,
-        boxes: NDArray[np.float64],
-        flips: NDArray[np.bool_],
-        size: int,
-        device: torch.device | str,
-    ) -> torch.Tensor:
-        tensor = image.to(device, non_blocking=True).float()
-        return cut_crops_reference(tensor, boxes, flips, size, interpolation)
-
-    return kernel
+    return lambda image, boxes, flips, size, device: cut_crops_reference(
+        image.to(device, non_blocking=True).float(), boxes, flips, size, interpolation
+    )
 
 
 _REGISTERED = (
@@ -81,7 +64,9 @@ _REGISTERED = (
         "uint8-bilinear",
         "bilinear",
         True,
-        _uint8_kernel,
+        lambda image, boxes, flips, size, device: cut_crops_uint8(image, boxes, flips, size).to(
+            device
+        ),
         "torchvision's antialiased bilinear resized_crop on the uint8 image, per crop "
         "(the CPU path: 6-8x cheaper than roi-align on one thread)",
     ),
@@ -89,7 +74,9 @@ _REGISTERED = (
         "roi-align-bilinear",
         "bilinear",
         False,
-        _roi_align_kernel,
+        lambda image, boxes, flips, size, device: cut_crops(
+            image.to(device, non_blocking=True).float(), boxes, flips, size
+        ),
         "one batched torchvision.ops.roi_align call for all crops, sub-pixel boxes, "
         "adaptive sampling (the accelerator path)",
     ),
@@ -115,12 +102,7 @@ if tuple(RESAMPLING_REGISTRY) != RESAMPLINGS:  # the store's list of names is th
 
 def get_resampling(name: str) -> Resampling:
     """The registered resampling ``name``; an unknown name lists the known ones."""
-    try:
-        return RESAMPLING_REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown resampling {name!r}; choose one of {list(RESAMPLING_REGISTRY)}"
-        ) from None
+    return choose(RESAMPLING_REGISTRY, name, "resampling")
 
 
 def resampling_for(device: torch.device | str, interpolation: str = "bilinear") -> Resampling:

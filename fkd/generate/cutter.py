@@ -59,7 +59,7 @@ class CropCutter:
         device: torch.device | str,
     ) -> torch.Tensor:
         resampling = crop_ops.get_resampling(self.resampling)
-        crops = crop_ops.cut_pixel_boxes(image, boxes, flips, self.size, resampling, device)
+        crops = crop_ops.cut(image, boxes, flips, self.size, resampling, device, in_pixels=True)
         return crop_ops.normalise(crops, self.mean, self.std)
 
 

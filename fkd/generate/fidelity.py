@@ -73,8 +73,8 @@ def check_fidelity(
         batch = store.read_images([index])
         height, width = pixels.shape[:2]
         boxes = crop_ops.fractions_to_pixels(batch.boxes[0], height, width)
-        fast = crop_ops.cut_pixel_boxes(
-            pixels, boxes, batch.flips[0], info.input_size, resampling, device
+        fast = crop_ops.cut(
+            pixels, boxes, batch.flips[0], info.input_size, resampling, device, in_pixels=True
         )
         reference = crop_ops.cut_crops_reference(
             crop_ops.image_to_tensor(pixels, device),
