@@ -1,4 +1,4 @@
-"""``fkd.labels.decode_torch`` agrees with the numpy codecs of the store format."""
+"""``fkd.label_codecs_torch.decode_torch`` agrees with the numpy codecs of the store format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``fkd.labels.encode_torch`` (on the device) against the numpy codecs (the format's reference)."""
+"""``fkd.label_codecs_torch.encode_torch`` (on the device) against the numpy codecs."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def convert_command(options: ConvertOptions) -> None:
 
 
 def _import_legacy(options: ConvertOptions) -> None:
-    from fkd import legacy
+    from fkd.legacy_fkd_convert import import_legacy
 
     label_type, out = options.label_type, options.out
     if label_type not in (None, "marginal_smoothing", "marginal_renorm"):
@@ -109,7 +109,7 @@ def _import_legacy(options: ConvertOptions) -> None:
             f"{label_type!r}: FKD files hold marginal_smoothing or marginal_renorm labels",
             param_hint="--label-type",
         )
-    store = legacy.import_legacy(
+    store = import_legacy(
         Path(options.source),
         out,
         options.data,
@@ -125,7 +125,7 @@ def _import_legacy(options: ConvertOptions) -> None:
 
 
 def _export_legacy(options: ConvertOptions) -> None:
-    from fkd import legacy
+    from fkd.legacy_fkd_convert import export_legacy
     from fkd.storage_formats import LabelStore
 
     source, out, split_dir = options.source, options.out, options.split_dir
@@ -135,7 +135,7 @@ def _export_legacy(options: ConvertOptions) -> None:
             f"{source} has uncommitted blocks "
             f"{handle.uncommitted_blocks()[:5]}; finish generating first"
         )
-    written = legacy.export_legacy(handle, Path(out), split_dir, options.overwrite)
+    written = export_legacy(handle, Path(out), split_dir, options.overwrite)
     hint = f"; train with train_FKD.py --softlabel_path {out} DATA" if split_dir == "train" else ""
     click.echo(f"{out}: wrote {written} FKD label files under {split_dir}/{hint}")
 

@@ -61,7 +61,7 @@ def check_fidelity(
     images: int,
     batch_size: int = 64,
 ) -> FidelityReport:
-    from fkd.labels import decode_torch
+    from fkd.label_codecs_torch import decode_torch
 
     info, temperature = store.spec.teacher, store.spec.codec.temperature
     resampling = crop_ops.teacher_resampling(info.resampling, info.interpolation, device)

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from fkd.devices import device_autocast
 from fkd.generate.cutter import CropCutter, sample_image_boxes
 from fkd.generate.errors import GenerateError
-from fkd.labels import encode_torch, to_numpy_fields
+from fkd.label_codecs_torch import encode_torch, to_numpy_fields
 from fkd.storage_formats import (
     STATUS_FAILED,
     STATUS_OK,
