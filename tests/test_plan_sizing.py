@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from generate_helpers import fkd, photo_patches, save_patches, succeeded
 
+from fkd.crop_budget import crops_for_epochs, epochs_covered, uses_per_crop, visits_for
 from fkd.crops.schedule import crop_schedule
 from fkd.exceptions import OptionError
 from fkd.generate.config import DEFAULT_CROPS_PER_IMAGE, GenerateConfig
-from fkd.generate.sizing import crops_for_epochs, epochs_covered, uses_per_crop, visits_for
 
 IMAGES = 20
 TINY = ("--teacher", "distributed_helpers:make", "--block-size", "2", "--device", "cpu", "-q")

@@ -14,7 +14,6 @@ One file per idea, in the order a block flows through them:
 - ``dask_runner.py``, ``dask_task.py``, ``dask_cluster.py``: the same run, one dask task
   per block (``--cluster``, ``--scheduler``);
 - ``plan.py``: ``--plan``, a run's cost from a few measured crops;
-- ``sizing.py``: M sized for a student run (``--for-epochs``), and how often it reuses crops;
 - ``fidelity.py``: ``--check-fidelity``, the stored labels measured against the teacher.
 
 Batches are formed inside a block, so a block's bytes depend only on the block, the

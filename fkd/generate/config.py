@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fkd import shared_options as shared
+from fkd.crop_budget import crops_for_epochs
 from fkd.exceptions import OptionError
-from fkd.generate.sizing import crops_for_epochs
 from fkd.options import (
     argument,
     check_options,
@@ -272,7 +272,7 @@ class GenerateConfig:
         self._check_with_the_spec()
 
     def _size_crops_per_image(self) -> None:
-        """M: as given, 200, or sized by --for-epochs (``fkd.generate.sizing``).
+        """M: as given, 200, or sized by --for-epochs (``fkd.crop_budget``).
 
         An M that --for-epochs also sizes is refused unless the two agree, so that a
         config rebuilt from its own fields (``dataclasses.replace``) stays valid.

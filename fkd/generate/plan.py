@@ -12,7 +12,7 @@ on a few crops of the first images only, on the run's device, to measure
 Per-image arrays (path, size, status, error text...) are counted at their
 uncompressed size, an upper bound.
 
-The last lines size the store for a student run (``fkd.generate.sizing``): with
+The last lines size the store for a student run (``fkd.crop_budget``): with
 ``--for-epochs``, how often the run uses each stored crop, and the store size and
 teacher-hours against the default ``-m``; with ``-m`` alone, the ``--for-epochs``
 values it serves with every crop fresh.
@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from fkd.crop_budget import epochs_covered, visits_for
 from fkd.devices import resolve_device
 from fkd.generate.config import DEFAULT_CROPS_PER_IMAGE, GenerateConfig
 from fkd.generate.cutter import CropCutter, sample_image_boxes
 from fkd.generate.errors import GenerateError
 from fkd.generate.labeller import encode_on_device, teacher_probabilities
 from fkd.generate.shards import shard_blocks
-from fkd.generate.sizing import epochs_covered, visits_for
 from fkd.generate.store_setup import build_spec, open_reference
 from fkd.images import ImageSource, decode_or_reason, scan_source
 from fkd.storage_formats import StoreSpec
@@ -60,7 +60,7 @@ class Sample:
 
 @dataclass(frozen=True)
 class StudentRun:
-    """The student run a plan sizes the store for (``fkd.generate.sizing``), and the M
+    """The student run a plan sizes the store for (``fkd.crop_budget``), and the M
     its store is compared with."""
 
     for_epochs: int | None
@@ -298,7 +298,7 @@ def per_image_bytes(spec: StoreSpec) -> int:
 
 def _usage(used: int, m: int) -> str:
     """How a run using ``used`` crops per image uses M = ``m`` stored ones (the schedule
-    takes every crop once per cycle: ``fkd.generate.sizing``)."""
+    takes every crop once per cycle: ``fkd.crop_budget``)."""
     if used < m:
         return f"{used} of the {m} stored crops, each once"
     if used == m:

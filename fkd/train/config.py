@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from fkd.crop_budget import crops_for_epochs
 from fkd.devices import AMP_MODES
 from fkd.exceptions import UserInputError
-from fkd.generate.sizing import crops_for_epochs
 from fkd.losses import LossConfig
 from fkd.mixing import MixConfig
 from fkd.storage_formats import CropSpec

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from fkd.crop_budget import uses_per_crop, visits_for
 from fkd.evaluation import EvalResult
-from fkd.generate.sizing import uses_per_crop, visits_for
 from fkd.models import ModelDefaults
 from fkd.models.registry import model_defaults
 from fkd.progress import Progress

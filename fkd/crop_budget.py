@@ -1,4 +1,4 @@
-"""Sizing a store for a student run: M from crop-epochs, and how often each crop is used.
+"""The crop budget of a student run: M from crop-epochs, and how often each crop is used.
 
 A student run of E crop-epochs at N crops per visit makes V = ceil(E / N) visits of each
 image and uses V x N crops of it (``fkd train --epochs E --crops-per-visit N``).  Its
