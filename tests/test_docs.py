@@ -18,7 +18,8 @@ from PIL import Image
 
 from fkd.images import scan_source
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 
 
@@ -82,3 +83,17 @@ def test_the_file_list_example_of_the_cli_doc_scans_as_documented(tmp_path) -> N
     assert source.root == tmp_path and sorted(source.manifest.paths) == sorted(listed)
     assert source.class_names == ("cat", "coffee", "people")
     assert source.manifest.targets.tolist() == [0, 1, 2]
+
+
+def test_every_file_the_architecture_doc_names_exists() -> None:
+    """docs/architecture.md answers "where is ..." by file name: those files must exist."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(fkd/[\w/]+\.py)`", text))
+    assert len(named) >= 20
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, missing
+    # Bare file names in a row are siblings of the row's first path.
+    for row in re.findall(r"^\| .*$", text, flags=re.M):
+        paths = re.findall(r"`(fkd/[\w/]*?\w)/(?:\w+\.py)?`", row)
+        for name in re.findall(r"`(\w+\.py)`", row):
+            assert any((ROOT / folder / name).is_file() for folder in paths), (name, row)
