@@ -8,7 +8,10 @@ are run for the same number of crops after a warm-up:
 - ``fkd N=n``: ``fkd.data`` (one decode per image, n stored crops of it, their
   stored labels), batches of 64 crops; ``no labels`` skips the label read; the
   ``roi_align`` row cuts with ``fkd.crops.cut_crops`` instead of the default
-  uint8 ``resized_crop`` path.
+  uint8 ``resized_crop`` path; ``reduced decode`` decodes each JPEG with
+  ``fkd.images.decode_for_crops`` (DCT-scaled to 1/2, 1/4 or 1/8 when every
+  crop of the visit keeps ``--reduced-margin`` x 224 pixels; ``ReducedDecodeDataset``
+  stands in for the loader's wiring).
 - ``vanilla``: torchvision ``ImageFolder`` + ``RandomResizedCrop(224)`` +
   ``ToTensor`` (one decode per crop, no labels), batches of 64.
 - ``FKD original``: the original FKD loader's work per image: ``torch.load`` of
@@ -64,6 +67,7 @@ from fkd.data import (
     crop_schedule,
 )
 from fkd.generate import GenerateConfig, generate
+from fkd.images import REDUCTION_MARGIN, decode_for_crops, largest_reduction
 from fkd.legacy_fkd_convert import export_legacy
 from fkd.storage_formats import LabelStore
 from fkd.storage_formats.legacy_fkd import legacy_path
@@ -200,6 +204,53 @@ class FKDOriginal(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         return torch.stack(crops), soft[torch.from_numpy(chosen)], target
 
 
+class ReducedDecodeDataset(CropLabelDataset):
+    """``CropLabelDataset`` decoding each image as small as its visit's boxes allow.
+
+    What the loader's wiring of ``fkd.images.decode_for_crops`` will do: the visit's
+    fraction boxes are known before decoding, so the decode is DCT-scaled when every
+    crop keeps ``margin`` x its output size.
+    """
+
+    def __init__(self, *args: Any, margin: float = REDUCTION_MARGIN, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.margin = margin
+
+    def _item(
+        self,
+        position: int,
+        chosen: np.ndarray,
+        boxes: np.ndarray,
+        flips: np.ndarray,
+        labels: dict[str, np.ndarray],
+    ) -> dict[str, Any]:
+        data = Path(self.path_of(position)).read_bytes()
+        pixels = decode_for_crops(data, boxes, self.input_size, margin=self.margin)
+        return {
+            "labels": labels,
+            "target": int(self.targets[position]),
+            "image_index": int(self.indices[position]),
+            "crops": torch.from_numpy(chosen),
+            "images": self.cut(pixels, boxes, flips),
+        }
+
+
+def reducible_share(args: argparse.Namespace, store: Path, n: int, visits: int = 8) -> float:
+    """Share of visits (N crops, first ``visits`` epochs) that decode below full size."""
+    dataset = CropLabelDataset(
+        args.images_dir, store, crops_per_visit=n, input_size=args.input_size
+    )
+    boxes, _ = dataset.store.read_boxes(dataset.indices)
+    sizes = [Image.open(dataset.path_of(p)).size for p in range(len(dataset))]
+    margin = args.reduced_margin
+    reduced = [
+        largest_reduction(boxes[p, dataset.schedule(p, v)], h, w, args.input_size, margin) > 1
+        for p, (w, h) in enumerate(sizes)
+        for v in range(visits)
+    ]
+    return float(np.mean(reduced))
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -207,11 +258,10 @@ class Case:
     build: Callable[[int], DataLoader[Any]]  # total crops wanted -> loader
 
 
-def fkd_case(
-    args: argparse.Namespace, store: Path, n: int, name: str, **options: Any
-) -> Case:
+def fkd_case(args: argparse.Namespace, store: Path, n: int, name: str, **options: Any) -> Case:
     def build(crops: int) -> DataLoader[Any]:
-        dataset = CropLabelDataset(
+        kind = ReducedDecodeDataset if "margin" in options else CropLabelDataset
+        dataset = kind(
             args.images_dir, store, crops_per_visit=n, input_size=args.input_size, **options
         )
         return DataLoader(
@@ -345,6 +395,18 @@ def main() -> None:
     parser.add_argument("--warmup-batches", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
+        "--reduced-margin",
+        type=float,
+        default=REDUCTION_MARGIN,
+        help="boxes >= margin x input size in the reduced decode (the 'reduced decode' row)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated substrings: run only the cases whose name contains one "
+        "(vanilla and 'fkd N=4' always run)",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         default=None,
@@ -381,7 +443,13 @@ def main() -> None:
             ),
             vanilla_case(args),
             original_case(args, legacy, 4),
+            fkd_case(args, store_path, 4, "fkd N=4, reduced decode", margin=args.reduced_margin),
         ]
+        if args.only:
+            wanted = [part for part in args.only.split(",") if part] + ["vanilla"]
+            cases = [c for c in cases if c.name == "fkd N=4" or any(w in c.name for w in wanted)]
+        share = reducible_share(args, store_path, 4)
+        print(f"visits of N=4 decoded below full size: {share:.1%}")
         rounds: list[dict[str, float]] = []
         cpu_rounds: list[dict[str, float]] = []
         for number in range(args.rounds):
@@ -401,7 +469,8 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
 
-    vanilla, original = cases[6].name, cases[7].name
+    vanilla = next(c.name for c in cases if c.name.startswith("vanilla"))
+    original = next((c.name for c in cases if c.name.startswith("FKD original")), None)
     table = []
     for case in cases:
         wall = [r[case.name] for r in rounds]
@@ -420,14 +489,21 @@ def main() -> None:
         )
     ratios: dict[str, dict[str, tuple[float, float, float]]] = {}
     for basis, data in (("cpu", cpu_rounds), ("wall", rounds)):
-        ratios[basis] = {
-            "fkd4_over_vanilla": median_ratio(data, "fkd N=4", vanilla),
-            "fkd4_over_fkd_original": median_ratio(data, "fkd N=4", original),
-            "label_overhead": tuple(  # type: ignore[dict-item]
-                r - 1 for r in median_ratio(data, "fkd N=4, no labels", "fkd N=4")
-            ),
-            "roi_align_over_resized_crop": median_ratio(data, "fkd N=4, roi_align cut", "fkd N=4"),
+        names = set(data[0])
+        pairs = {
+            "fkd4_over_vanilla": ("fkd N=4", vanilla),
+            "fkd4_reduced_over_vanilla": ("fkd N=4, reduced decode", vanilla),
+            "fkd4_reduced_over_fkd4": ("fkd N=4, reduced decode", "fkd N=4"),
+            "fkd4_over_fkd_original": ("fkd N=4", original),
+            "roi_align_over_resized_crop": ("fkd N=4, roi_align cut", "fkd N=4"),
         }
+        ratios[basis] = {
+            key: median_ratio(data, a, b) for key, (a, b) in pairs.items() if {a, b} <= names
+        }
+        if {"fkd N=4, no labels", "fkd N=4"} <= names:
+            ratios[basis]["label_overhead"] = tuple(  # type: ignore[assignment]
+                r - 1 for r in median_ratio(data, "fkd N=4, no labels", "fkd N=4")
+            )
     print()
     print(
         "| loader | crops/CPU-s | x vanilla (CPU) | crops/s wall (median, min..max) "
@@ -448,8 +524,7 @@ def main() -> None:
     print(
         "in-process CPU per image (batches of 16, N=4): read_images {read_images:.3f} ms, "
         "boxes only {boxes_only:.3f} ms, whole item {item:.2f} ms -> labels {label_share:.1%} "
-        "of an item"
-        .format(**costs)
+        "of an item".format(**costs)
     )
     if args.out:
         report = {
@@ -465,6 +540,7 @@ def main() -> None:
             "table": table,
             "ratios": ratios,
             "in_process_ms": costs,
+            "reduced_visits_share": share,
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 

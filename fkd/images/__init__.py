@@ -13,9 +13,16 @@ Neither half needs torch.
   field.  JPEGs go through simplejpeg (``simplejpeg_decode.py``) when it decodes
   them exactly as PIL would, everything else through PIL (``pil_decode.py``); EXIF
   orientation is applied (``exif.py``).  ``decode.py`` documents every choice.
+  ``decode_for_crops`` decodes a JPEG at 1/2, 1/4 or 1/8 of its size when a visit's
+  crop boxes allow it (``reduction.py``).
 """
 
-from fkd.images.decode import decode_image, decode_image_bytes, decode_or_reason
+from fkd.images.decode import (
+    decode_for_crops,
+    decode_image,
+    decode_image_bytes,
+    decode_or_reason,
+)
 from fkd.images.exif import jpeg_exif_orientation
 from fkd.images.file_list import scan_file_list
 from fkd.images.file_list_parsing import parse_file_list
@@ -29,6 +36,7 @@ from fkd.images.image_source import (
 )
 from fkd.images.limits import DEFAULT_MAX_PIXELS, MAX_REASON_BYTES, ImageDecodeError, short_reason
 from fkd.images.pil_decode import PIL_FORMATS
+from fkd.images.reduction import REDUCTION_MARGIN, REDUCTIONS, largest_reduction
 from fkd.images.scan import scan_source
 from fkd.images.simplejpeg_decode import JPEG_MAGIC, SIMPLEJPEG, SIMPLEJPEG_COLORSPACES
 
@@ -38,16 +46,20 @@ __all__ = [
     "JPEG_MAGIC",
     "MAX_REASON_BYTES",
     "PIL_FORMATS",
+    "REDUCTIONS",
+    "REDUCTION_MARGIN",
     "SIMPLEJPEG",
     "SIMPLEJPEG_COLORSPACES",
     "ImageDecodeError",
     "ImageSource",
     "ImageSourceError",
+    "decode_for_crops",
     "decode_image",
     "decode_image_bytes",
     "decode_or_reason",
     "image_folder_root",
     "jpeg_exif_orientation",
+    "largest_reduction",
     "parse_file_list",
     "scan_file_list",
     "scan_image_folder",

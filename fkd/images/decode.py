@@ -35,6 +35,13 @@ Decoding choices (all deliberate, all documented here once):
   ``warnings.catch_warnings`` is not thread-safe; the worst a race can do is
   leave that one warning silenced.)
 - The smallest image decoded is 1x1; nothing is refused for being small.
+- Reduced-size decoding (``decode_for_crops``): a JPEG may be decoded at 1/2, 1/4
+  or 1/8 of its size (libjpeg's DCT scaling, through simplejpeg or PIL's
+  ``draft``) when every crop box of the visit keeps at least ``margin`` times
+  the output size in the smaller image (``fkd.images.reduction``).  Every rule
+  above still holds: the cap applies to the full size in the header, EXIF
+  orientation is applied after decoding (the factor is chosen on the upright
+  size), and the same files are refused.  Other formats decode at full size.
 - Truncated files are refused as long as ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``
   keeps its default ``False``; this package never changes it.
 """
@@ -48,6 +55,7 @@ from numpy.typing import NDArray
 
 from fkd.images.limits import DEFAULT_MAX_PIXELS, ImageDecodeError, check_max_pixels
 from fkd.images.pil_decode import decode_with_pil
+from fkd.images.reduction import REDUCTION_MARGIN, Reduction, reduction_for
 from fkd.images.simplejpeg_decode import JPEG_MAGIC, SIMPLEJPEG, decode_jpeg_with_simplejpeg
 
 
@@ -71,16 +79,41 @@ def decode_or_reason(
         return None, error.reason
 
 
-def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
-    """``decode_image`` for a file's bytes already in memory."""
+def decode_image_bytes(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, reduction: Reduction | None = None
+) -> NDArray[np.uint8]:
+    """``decode_image`` for a file's bytes already in memory.
+
+    ``reduction``, if given, chooses a JPEG's DCT scaling factor (1, 2, 4 or 8) from
+    its upright ``(height, width)``; ``decode_for_crops`` passes the safe one.
+    """
     check_max_pixels(max_pixels)
     if not data:
         raise ImageDecodeError("zero-byte file")
     if SIMPLEJPEG is not None and data.startswith(JPEG_MAGIC):
-        pixels = decode_jpeg_with_simplejpeg(data, max_pixels)
+        pixels = decode_jpeg_with_simplejpeg(data, max_pixels, reduction)
         if pixels is not None:
             return pixels
-    return decode_with_pil(data, max_pixels)
+    return decode_with_pil(data, max_pixels, reduction)
+
+
+def decode_for_crops(
+    data: bytes,
+    fractions: NDArray[np.float64],
+    size: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    margin: float = REDUCTION_MARGIN,
+) -> NDArray[np.uint8]:
+    """An image's pixels, decoded as small as its crops allow (``HxWx3`` uint8).
+
+    ``fractions`` are the visit's crop boxes ``[N, 4]`` as fractions of the image (the
+    store's form) and ``size`` their output size: a JPEG is decoded at the largest
+    reduction (1/2, 1/4, 1/8) that leaves every box at least ``margin * size`` pixels
+    high and wide (``fkd.images.reduction.largest_reduction``), anything else in full.
+    Cut the crops with the same fractions (``fkd.crops.cut``): they replay on the
+    reduced image unchanged.  Raises ``ImageDecodeError`` as ``decode_image_bytes``.
+    """
+    return decode_image_bytes(data, max_pixels, reduction_for(fractions, size, margin))
 
 
 def read_image_bytes(path: Path) -> bytes:

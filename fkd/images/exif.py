@@ -56,12 +56,22 @@ def tiff_orientation(tiff: bytes) -> int | None:
     return 1
 
 
-def apply_exif_orientation(image: Image.Image) -> Image.Image:
-    """The image turned upright by its EXIF orientation; unreadable EXIF is ignored."""
+def pil_exif_orientation(image: Image.Image) -> int:
+    """A PIL image's EXIF orientation, 1 when it has none or the EXIF is unreadable."""
     try:
         orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
     except Exception:
-        return image
-    if orientation not in range(2, 9):
+        return 1
+    return orientation if orientation in range(2, 9) else 1
+
+
+def upright_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """``(height, width)`` of the image once turned upright (orientations 5-8 swap them)."""
+    return (width, height) if orientation in range(5, 9) else (height, width)
+
+
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """The image turned upright by its EXIF orientation; unreadable EXIF is ignored."""
+    if pil_exif_orientation(image) == 1:
         return image
     return ImageOps.exif_transpose(image)

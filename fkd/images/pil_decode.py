@@ -10,18 +10,27 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
-from fkd.images.exif import apply_exif_orientation
+from fkd.images.exif import apply_exif_orientation, pil_exif_orientation, upright_size
 from fkd.images.limits import ImageDecodeError, check_pixel_count
+from fkd.images.reduction import Reduction
 
 PIL_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "PPM")
 """The PIL decoders ``decode_image`` lets PIL pick from (JPEG includes MPO)."""
 
 
-def decode_with_pil(data: bytes, max_pixels: int) -> NDArray[np.uint8]:
-    """Any supported format through PIL; every PIL failure becomes an ``ImageDecodeError``."""
+def decode_with_pil(
+    data: bytes, max_pixels: int, reduction: Reduction | None = None
+) -> NDArray[np.uint8]:
+    """Any supported format through PIL; every PIL failure becomes an ``ImageDecodeError``.
+
+    ``reduction``, if given, picks a JPEG's DCT scaling factor (``Image.draft``) from
+    its upright size; other formats decode at full size whatever it says.
+    """
     try:
         with open_with_pil(data) as image:
             check_pixel_count(image.width, image.height, max_pixels)
+            if reduction is not None and image.format in ("JPEG", "MPO"):
+                draft_reduced(image, reduction)
             image.load()
             return pil_to_rgb_array(apply_exif_orientation(image))
     except ImageDecodeError:
@@ -41,6 +50,19 @@ def open_with_pil(data: bytes) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(io.BytesIO(data), formats=PIL_FORMATS)
+
+
+def draft_reduced(image: Image.Image, reduction: Reduction) -> None:
+    """Ask PIL's JPEG decoder for ``1 / reduction(upright size)`` of the image (DCT scaling).
+
+    ``draft`` picks the largest power of two ``s <= min(W // w, H // h)``; with
+    ``(w, h) = (W // f, H // f)`` that is exactly ``f``, and the image decodes to
+    ``ceil(H / f) x ceil(W / f)``, as simplejpeg's scaled decode does.
+    """
+    height, width = upright_size(image.width, image.height, pil_exif_orientation(image))
+    factor = reduction(height, width)
+    if factor > 1 and image.width >= factor and image.height >= factor:
+        image.draft(None, (image.width // factor, image.height // factor))
 
 
 def bomb_reason(error: Image.DecompressionBombError, max_pixels: int) -> str:
