@@ -3,7 +3,9 @@
 Torchvision's classification reference in shape (small plain functions), with FKD's way
 of counting crop-epochs.  Where things are:
 
-- ``config.py``: ``TrainConfig``, every option declared and validated once; ``TrainError``;
+- ``options.py``: ``TrainOptions``, every option of the command, declared once;
+- ``config.py``: ``TrainConfig``, those options checked once, and what derives from them;
+  ``TrainError``;
 - ``schedule.py``: crop-epochs and visits (``CropSchedule``), the LR factor, the
   per-visit mixing generator;
 - ``optim.py``: ``build_optimizer`` / ``build_scheduler``;
