@@ -53,8 +53,9 @@ first use, so ``fkd train`` checks its options (``config.py``) before heavy impo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fkd.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:  # the same names, for type checkers
     from fkd.evaluation import EvalResult, evaluate, evaluate_checkpoint
@@ -110,16 +111,4 @@ __all__ = [
     "train_one_epoch",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """The public names, imported from their module on first use (no torch at import)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'fkd.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fkd.options import argument, format_pair, option, parse_pair
+from fkd import shared_options as shared
+from fkd.options import argument, option
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -109,19 +110,11 @@ class TrainOptions:
         help="Crop size in pixels [default: the model's, e.g. 28 for the small "
         "CNNs, 224 otherwise].",
     )
-    scale: tuple[float, float] = option(
-        "--scale",
-        default=(0.08, 1.0),
-        parse=parse_pair,
-        format=format_pair,
-        help="RandomResizedCrop area range when crops are sampled on the fly (no store).",
+    scale: tuple[float, float] = shared.crop_scale(
+        "RandomResizedCrop area range when crops are sampled on the fly (no store)."
     )
-    ratio: tuple[float, float] = option(
-        "--ratio",
-        default=(3.0 / 4.0, 4.0 / 3.0),
-        parse=parse_pair,
-        format=format_pair,
-        help="RandomResizedCrop aspect-ratio range when crops are sampled on the fly.",
+    ratio: tuple[float, float] = shared.crop_ratio(
+        "RandomResizedCrop aspect-ratio range when crops are sampled on the fly."
     )
     flip_prob: float = 0.5
     optimizer: str = option("--opt", default="sgd", choices=OPTIMIZERS, help="Optimiser.")
