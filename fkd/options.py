@@ -44,13 +44,16 @@ Choices = Sequence[str] | Callable[[], Sequence[str]]
 class OptionSpec:
     """How one config field appears on the command line, and the values it accepts.
 
-    ``low``/``high``: an inclusive range (``low_open``: ``low`` itself excluded).
+    ``low``/``high``: an inclusive range (``low_open``/``high_open``: that end excluded).
     ``choices``: the valid names, or a function returning them (a registry).
     ``parse``: command-line text -> the field's value (raises ``ValueError``), for
     values that are not one number or name (``--scale 0.08,1.0``); ``format`` writes
     the default back as text for ``--help``. ``argument``: a positional argument.
     ``store``: a store location (a path or an fsspec URL, checked by the command line).
-    ``file_okay``/``dir_okay``: for a ``Path`` field, what the path may name.
+    ``file_okay``/``dir_okay``: for a ``Path`` field, what the path may name; ``path``:
+    a ``str`` field checked as such a path on the command line, kept as text.
+    ``flag_value``: an option whose value may be left out (``--resume`` alone), taking
+    this value then.
     ``cli_default``: for a field whose default is ``None`` because ``__post_init__``
     derives it from other fields, the value the command line shows and means when the
     option is not given; the field is then left ``None``, so the derivation still runs
@@ -65,6 +68,7 @@ class OptionSpec:
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
     choices: Choices | None = None
     parse: Callable[[str], Any] | None = None
     format: Callable[[Any], str] | None = None
@@ -72,6 +76,8 @@ class OptionSpec:
     store: bool = False
     file_okay: bool = True
     dir_okay: bool = True
+    path: bool = False
+    flag_value: str | None = None
     cli_default: Any = None
 
     def choice_names(self) -> tuple[str, ...] | None:
@@ -81,11 +87,11 @@ class OptionSpec:
         return tuple(names)
 
     def describe_range(self) -> str:
-        """The range as click words it: ``1<=x<=65536``, ``x>=1``, ``x>0``."""
+        """The range as click words it: ``1<=x<=65536``, ``x>=1``, ``x>0``, ``0<=x<1``."""
         low = f"{self.low}{'<' if self.low_open else '<='}" if self.low is not None else ""
         if self.high is None:
             return f"x{'>' if self.low_open else '>='}{self.low}"
-        return f"{low}x<={self.high}"
+        return f"{low}x{'<' if self.high_open else '<='}{self.high}"
 
 
 def option(
@@ -177,7 +183,8 @@ def _without_none(hint: Any) -> Any:
 def check_options(config: object) -> None:
     """Check every declared option's value against its range and choices.
 
-    Raises ``OptionError`` naming the flag; ``None`` (an unset optional value) passes.
+    Raises ``OptionError`` naming the flag, its message naming the field (the keyword a
+    library caller gave); ``None`` (an unset optional value) passes.
     """
     for item in option_fields(type(config)):
         value = getattr(config, item.name)
@@ -190,13 +197,18 @@ def check_value(item: OptionField, value: Any) -> None:
     spec = item.spec
     if item.kind in (int, float) and not isinstance(value, bool):
         below = spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low)
-        above = spec.high is not None and value > spec.high
+        above = spec.high is not None and (
+            value >= spec.high if spec.high_open else value > spec.high
+        )
         if below or above:
-            raise OptionError(spec.flag, f"{value} is not in the range {spec.describe_range()}")
+            raise OptionError(
+                spec.flag, f"{item.name}: {value} is not in the range {spec.describe_range()}"
+            )
     names = spec.choice_names()
     if names is not None and value not in names:
         raise OptionError(
-            spec.flag, f"{value!r} is not one of {', '.join(repr(name) for name in names)}"
+            spec.flag,
+            f"{item.name}: {value!r} is not one of {', '.join(repr(name) for name in names)}",
         )
 
 

@@ -1,4 +1,5 @@
-"""Options several commands declare alike: the teacher, the device, evaluation batches.
+"""Options several commands declare alike: the teacher, the device, evaluation batches,
+the crops' area and aspect-ratio ranges.
 
 Each function returns a whole dataclass field (default and option), so a config
 declares it in one line: ``device: str = shared_options.device()``.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fkd.options import option
+from fkd.options import format_pair, option, parse_pair
 
 
 def teachers() -> Any:
@@ -64,12 +65,26 @@ def crop_pct() -> Any:
     )
 
 
+def crop_scale(help: str) -> Any:
+    """``--scale 0.08,1.0``: the RandomResizedCrop area range (``help``: what it is for)."""
+    return option("--scale", default=(0.08, 1.0), parse=parse_pair, format=format_pair, help=help)
+
+
+def crop_ratio(help: str) -> Any:
+    """``--ratio 0.75,1.33``: the RandomResizedCrop aspect-ratio range."""
+    return option(
+        "--ratio", default=(3.0 / 4.0, 4.0 / 3.0), parse=parse_pair, format=format_pair, help=help
+    )
+
+
 def result_as_json() -> Any:
     return option("--json", default=False, help="Print the result as JSON.")
 
 
 __all__ = [
     "crop_pct",
+    "crop_ratio",
+    "crop_scale",
     "decode_workers",
     "device",
     "eval_batch_size",

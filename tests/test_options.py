@@ -88,3 +88,28 @@ def test_declaring_the_options_imports_neither_torch_nor_the_store_code() -> Non
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_train_declares_its_options_once_and_its_choices_match_the_registries() -> None:
+    from fkd import devices, losses
+    from fkd.train.config import AMP_MODES, LOSS_NAMES, TrainConfig, TrainError, TrainRun
+
+    command = cli.commands["train"]
+    declared = [*option_fields(TrainConfig), *option_fields(TrainRun)]
+    assert [item.name for item in declared] == [param.name for param in command.params]
+    assert "flip_prob" not in {param.name for param in command.params}
+    assert set(LOSS_NAMES) == set(losses.loss_names()) and AMP_MODES == devices.AMP_MODES
+    with pytest.raises(OptionError) as refused:
+        TrainConfig(data="d", model="m", resume="")
+    assert refused.value.option == "--resume" and isinstance(refused.value, TrainError)
+    assert TrainConfig(data="d", model="m", out="run", resume="").resume == "run"
+    with pytest.raises(TrainError, match="loss: 'nope' is not one of 'soft_ce'"):
+        TrainConfig(data="d", model="m", loss="nope")
+
+
+def test_importing_the_train_config_loads_no_torch() -> None:
+    probe = "import sys, fkd.train.config; print('torch' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"

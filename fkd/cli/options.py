@@ -2,8 +2,7 @@
 
 ``command(name, *configs)`` makes a click command whose options are the option fields
 of ``configs`` (``fkd.options``): the command function receives one built, hence
-checked, instance of each. ``check_option`` and ``parse_pair`` serve ``fkd train``
-until its config declares its options the same way.
+checked, instance of each.
 """
 
 from __future__ import annotations
@@ -62,18 +61,6 @@ def debug_requested() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def check_option(option: str, check: Callable[[], object]) -> None:
-    """Run the library's own validator of one option's value, before torch is imported.
-
-    Its ``ValueError`` becomes a usage error naming ``option`` (exit status 2), so a
-    bad value is refused in a fraction of a second, in the library's words.
-    """
-    try:
-        check()
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
-
-
 class RegistryChoice(click.Choice):
     """A ``click.Choice`` over a library registry's names, read when first needed.
 
@@ -116,16 +103,6 @@ def store_location(context: click.Context, param: click.Parameter, value: str | 
     return value
 
 
-def parse_pair(text: str, name: str) -> tuple[float, float]:
-    """``0.08,1.0`` -> (0.08, 1.0); a usage error naming ``name`` otherwise."""
-    from fkd.options import parse_pair as parse
-
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
-
-
 # Click options built from config dataclasses (fkd.options) ----------------------
 
 
@@ -133,14 +110,12 @@ def command(
     name: str, *configs: type, stops: str | None = None
 ) -> Callable[[Callable[..., Any]], click.Command]:
     """A click command with the options of ``configs`` (``options_from``) that answers
-    user errors in one line (``library_errors``); ``stops``: what is kept when SIGTERM
-    or Ctrl-C stops it (``stops_cleanly``)."""
+    user errors in one line (``library_errors``), a config's own refusals included;
+    ``stops``: what is kept when SIGTERM or Ctrl-C stops it (``stops_cleanly``)."""
 
     def decorate(func: Callable[..., Any]) -> click.Command:
-        body = library_errors(func)
-        if stops is not None:
-            body = stops_cleanly(stops)(body)
-        return click.command(name)(options_from(*configs)(body))
+        body = func if stops is None else stops_cleanly(stops)(func)
+        return click.command(name)(library_errors(options_from(*configs)(body)))
 
     return decorate
 
@@ -201,6 +176,10 @@ def click_parameter(item: OptionField) -> Callable[[F], F]:
     if spec.argument:
         return click.argument(item.name, type=click_type(item), callback=callback)
     names = [spec.flag, *([spec.short] if spec.short else []), item.name]
+    if spec.flag_value is not None:  # the value may be left out: ``--resume`` alone
+        return click.option(
+            *names, is_flag=False, flag_value=spec.flag_value, metavar=spec.metavar, help=spec.help
+        )
     if item.kind is bool:  # a flag; a field defaulting to True is turned off by its flag
         off: dict[str, Any] = {"default": True, "flag_value": False} if item.default else {}
         return click.option(*names, is_flag=True, help=spec.help, **off)
@@ -230,11 +209,14 @@ def click_type(item: OptionField) -> click.ParamType | None:
         if callable(spec.choices):
             return RegistryChoice(spec.choices)
         return click.Choice(list(spec.choices))
-    if item.kind is Path:
-        return click.Path(path_type=Path, file_okay=spec.file_okay, dir_okay=spec.dir_okay)
+    if item.kind is Path or spec.path:
+        path_type = Path if item.kind is Path else str
+        return click.Path(path_type=path_type, file_okay=spec.file_okay, dir_okay=spec.dir_okay)
     if item.kind in (int, float) and (spec.low is not None or spec.high is not None):
         ranged = click.IntRange if item.kind is int else click.FloatRange
-        return ranged(spec.low, spec.high, min_open=spec.low_open)  # type: ignore[arg-type]
+        low: Any = spec.low  # an int for an int field
+        high: Any = spec.high
+        return ranged(low, high, min_open=spec.low_open, max_open=spec.high_open)
     return click.types.convert_type(item.kind) if item.kind in (int, float) else None
 
 

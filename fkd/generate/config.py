@@ -20,11 +20,9 @@ from fkd.exceptions import OptionError
 from fkd.options import (
     argument,
     check_options,
-    format_pair,
     names_from,
     option,
     option_check,
-    parse_pair,
     parse_two,
 )
 
@@ -123,19 +121,11 @@ class GenerateConfig:
         help="With --for-epochs: the most times the student run may use each stored crop "
         "(a store R times smaller).",
     )
-    scale: tuple[float, float] = option(
-        "--scale",
-        default=(0.08, 1.0),
-        parse=parse_pair,
-        format=format_pair,
-        help="RandomResizedCrop area range, as fractions of the image.",
+    scale: tuple[float, float] = shared.crop_scale(
+        "RandomResizedCrop area range, as fractions of the image."
     )
-    ratio: tuple[float, float] = option(
-        "--ratio",
-        default=(3.0 / 4.0, 4.0 / 3.0),
-        parse=parse_pair,
-        format=format_pair,
-        help="RandomResizedCrop aspect-ratio range (width/height).",
+    ratio: tuple[float, float] = shared.crop_ratio(
+        "RandomResizedCrop aspect-ratio range (width/height)."
     )
     flip_prob: float = option(
         "--flip-prob",

@@ -3,7 +3,9 @@
 Torchvision's classification reference in shape (small plain functions), with FKD's way
 of counting crop-epochs.  Where things are:
 
-- ``config.py``: ``TrainConfig``, every option, validated once; ``TrainError``;
+- ``options.py``: ``TrainOptions``, every option of the command, declared once;
+- ``config.py``: ``TrainConfig``, those options checked once, and what derives from them;
+  ``TrainError``;
 - ``schedule.py``: crop-epochs and visits (``CropSchedule``), the LR factor, the
   per-visit mixing generator;
 - ``optim.py``: ``build_optimizer`` / ``build_scheduler``;
@@ -44,16 +46,48 @@ Resuming (``checkpointing.py``) restores model, optimiser, scheduler, AMP scaler
 RNG states and continues at the next visit: crops, their order, mixing and the LR
 schedule are pure functions of (seed, visit, rank), so a killed run resumed follows the
 same schedule as one that never stopped.
+
+``import fkd.train`` loads no torch: each name below is imported from its module on
+first use, so ``fkd train`` checks its options (``config.py``) before heavy imports.
 """
 
-from fkd.evaluation import EvalResult, evaluate, evaluate_checkpoint
-from fkd.train.config import TrainConfig, TrainError
-from fkd.train.ddp import Distributed, init_distributed
-from fkd.train.loading import TrainData, load_data
-from fkd.train.loop import TrainResult, train, train_one_epoch
-from fkd.train.metrics import METRICS_FILE, iter_metrics
-from fkd.train.optim import build_optimizer, build_scheduler
-from fkd.train.schedule import CropSchedule, lr_factor, mix_generator
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fkd.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from fkd.evaluation import EvalResult, evaluate, evaluate_checkpoint
+    from fkd.train.config import TrainConfig, TrainError
+    from fkd.train.ddp import Distributed, init_distributed
+    from fkd.train.loading import TrainData, load_data
+    from fkd.train.loop import TrainResult, train, train_one_epoch
+    from fkd.train.metrics import METRICS_FILE, iter_metrics
+    from fkd.train.optim import build_optimizer, build_scheduler
+    from fkd.train.schedule import CropSchedule, lr_factor, mix_generator
+
+_HOMES = {
+    "EvalResult": "fkd.evaluation",
+    "evaluate": "fkd.evaluation",
+    "evaluate_checkpoint": "fkd.evaluation",
+    "TrainConfig": "fkd.train.config",
+    "TrainError": "fkd.train.config",
+    "Distributed": "fkd.train.ddp",
+    "init_distributed": "fkd.train.ddp",
+    "TrainData": "fkd.train.loading",
+    "load_data": "fkd.train.loading",
+    "TrainResult": "fkd.train.loop",
+    "train": "fkd.train.loop",
+    "train_one_epoch": "fkd.train.loop",
+    "METRICS_FILE": "fkd.train.metrics",
+    "iter_metrics": "fkd.train.metrics",
+    "build_optimizer": "fkd.train.optim",
+    "build_scheduler": "fkd.train.optim",
+    "CropSchedule": "fkd.train.schedule",
+    "lr_factor": "fkd.train.schedule",
+    "mix_generator": "fkd.train.schedule",
+}
 
 __all__ = [
     "METRICS_FILE",
@@ -76,3 +110,5 @@ __all__ = [
     "train",
     "train_one_epoch",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

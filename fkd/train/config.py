@@ -1,4 +1,10 @@
-"""``TrainConfig``: every option of ``fkd train``, validated once on construction.
+"""``TrainConfig``: the options of ``fkd train`` (``options.py``), checked once.
+
+``__post_init__`` checks each declared option's range and choices, then what crosses
+fields, with the crop sampler's, the loss's and the mixing's own validators; the
+methods derive what the run needs (the sampled crops, the loss, the mixing, the LR).
+The checks of single flags are torch-free, so the command line refuses a bad flag
+before torch loads; only the loss and mixing checks, the last ones, import it.
 
 ``TrainError`` is the error of a training setup the user has to fix.
 """
@@ -8,23 +14,25 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fkd.crop_budget import crops_for_epochs
-from fkd.devices import AMP_MODES
-from fkd.exceptions import UserInputError
-from fkd.losses import LossConfig
-from fkd.mixing import MixConfig
-from fkd.storage_formats import CropSpec
-from fkd.storage_formats.spec import MAX_CROPS_PER_IMAGE
+from fkd.exceptions import OptionError, UserInputError
+from fkd.options import check_options, option_check
+from fkd.train.options import AMP_MODES, LOSS_NAMES, OPTIMIZERS, SCHEDULES, TrainOptions, TrainRun
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
-LOSS_NAMES = ("soft_ce", "kl", "dist")
+if TYPE_CHECKING:
+    from fkd.losses import LossConfig
+    from fkd.mixing import MixConfig
+    from fkd.storage_formats import CropSpec
 
 
 class TrainError(UserInputError):
     """A training setup the user has to fix; the message says why and how."""
+
+
+class TrainOptionError(OptionError, TrainError):
+    """A ``TrainConfig`` value refused naming its flag: a usage error on the command line."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -33,70 +41,19 @@ def _require(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every option of ``fkd train`` (see ``fkd train --help``).
+class TrainConfig(TrainOptions):
+    """Every option of ``fkd train`` (see ``fkd train --help``), checked on construction.
 
-    ``epochs`` and every other ``*_epoch(s)`` count passes over crops (crop-epochs);
-    ``batch_size`` counts crops per optimiser step over all processes.
-    ``lr``/``weight_decay`` default by optimiser (SGD 0.1 / 1e-4, AdamW 1e-3 / 0.05);
-    ``temperature`` defaults to the store's (1 for an online teacher).
+    The fields, with their flags, defaults, ranges and help, are ``TrainOptions``'s.
     """
-
-    data: str
-    model: str
-    labels: str | None = None
-    val: str | None = None
-    out: str | None = None
-    resume: str | None = None
-    overwrite: bool = False
-    epochs: int = 10
-    crops_per_visit: int = 4
-    crops_per_image: int | None = None
-    batch_size: int = 256
-    input_size: int | None = None
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    flip_prob: float = 0.5
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float | None = None
-    lr_schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    lr_step_epochs: float = 30.0
-    lr_gamma: float = 0.1
-    min_lr: float = 0.0
-    loss: str = "soft_ce"
-    temperature: float | None = None
-    alpha: float = 0.0
-    label_smoothing: float = 0.0
-    dist_beta: float = 1.0
-    dist_gamma: float = 1.0
-    kd_stop_epoch: float | None = None
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    mix_prob: float = 1.0
-    mix_switch_prob: float = 0.5
-    online_teacher: tuple[str, ...] = ()
-    online_teacher_weights: tuple[str, ...] = ()
-    amp: str = "auto"
-    channels_last: bool = False
-    device: str = "auto"
-    workers: int = 2
-    seed: int = 0
-    eval_batch_size: int = 256
-    eval_crop_pct: float = 0.875
-    skip_failed: bool = False
-    check_sizes: bool = True
 
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "online_teacher", "online_teacher_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _require(
-            self.crops_per_visit >= 1, f"crops_per_visit must be >= 1, got {self.crops_per_visit}"
-        )
+        try:
+            self._check_flags()
+        except OptionError as exc:  # still a TrainError for library callers
+            raise TrainOptionError(exc.option, str(exc)) from None
         _require(
             self.crops_per_image is None or self.labels is None,
             f"crops_per_image: the store {self.labels} decides M; leave it out with labels",
@@ -111,28 +68,7 @@ class TrainConfig:
             f"batch_size counts crops and must be >= crops_per_visit={self.crops_per_visit}, "
             f"got {self.batch_size}",
         )
-        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}")
-        _require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}")
-        _require(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}")
-        _require(self.loss in LOSS_NAMES, f"loss must be one of {LOSS_NAMES}, got {self.loss!r}")
-        _require(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _require(
-            self.warmup_epochs >= 0 and self.lr_step_epochs > 0 and self.min_lr >= 0,
-            "warmup_epochs and min_lr must be >= 0 and lr_step_epochs > 0",
-        )
-        _require(
-            self.kd_stop_epoch is None or self.kd_stop_epoch >= 0,
-            f"kd_stop_epoch must be >= 0, got {self.kd_stop_epoch}",
-        )
-        _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _require(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
-        _require(
-            not self.online_teacher_weights
-            or len(self.online_teacher_weights) == len(self.online_teacher),
-            f"{len(self.online_teacher_weights)} online-teacher weights for "
-            f"{len(self.online_teacher)} online teachers; give one per teacher",
-        )
-        try:  # the loss and mixing configs validate their own options
+        try:  # the loss and mixing configs validate their own options (imports torch)
             self.loss_config(1.0)
             self.mix_config()
         except TrainError:
@@ -140,10 +76,33 @@ class TrainConfig:
         except ValueError as exc:
             raise TrainError(str(exc)) from exc
 
+    def _check_flags(self) -> None:
+        """Ranges and choices, then what one flag alone decides: torch-free."""
+        from fkd.storage_formats import CropSpec
+
+        check_options(self)
+        if self.resume == "":  # --resume alone
+            if self.out is None:
+                raise OptionError("--resume", "--resume without a path needs --out")
+            object.__setattr__(self, "resume", self.out)
+        if self.online_teacher_weights and len(self.online_teacher_weights) != len(
+            self.online_teacher
+        ):
+            raise OptionError(
+                "--online-teacher-weights",
+                f"{len(self.online_teacher_weights)} --online-teacher-weights for "
+                f"{len(self.online_teacher)} --online-teacher; give one per teacher",
+            )
+        option_check("--scale", lambda: CropSpec(1, scale=self.scale))
+        option_check("--ratio", lambda: CropSpec(1, ratio=self.ratio))
+
     def sampled_crops(self) -> CropSpec:
         """The crops of a run without a store: M per image (default N x visits, every
         crop fresh), drawn by the store's sampler with ``seed``, so a store generated
         with the same M, scale, ratio, flip probability and seed holds the same boxes."""
+        from fkd.storage_formats import CropSpec
+        from fkd.storage_formats.spec import MAX_CROPS_PER_IMAGE
+
         fresh = min(crops_for_epochs(self.epochs, self.crops_per_visit), MAX_CROPS_PER_IMAGE)
         return CropSpec(
             crops_per_image=self.crops_per_image or fresh,
@@ -160,6 +119,8 @@ class TrainConfig:
 
     def loss_config(self, temperature: float) -> LossConfig:
         """The soft loss with the student temperature ``temperature`` where it applies."""
+        from fkd.losses import LossConfig
+
         if self.temperature is not None:
             _require(
                 self.temperature > 0 and math.isfinite(self.temperature),
@@ -175,6 +136,8 @@ class TrainConfig:
         )
 
     def mix_config(self) -> MixConfig:
+        from fkd.mixing import MixConfig
+
         return MixConfig(self.mixup, self.cutmix, self.mix_prob, self.mix_switch_prob)
 
     @property
@@ -203,3 +166,15 @@ class TrainConfig:
             key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
         }
         return cls(**values)
+
+
+__all__ = [
+    "AMP_MODES",
+    "LOSS_NAMES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TrainConfig",
+    "TrainError",
+    "TrainOptionError",
+    "TrainRun",
+]
