@@ -8,7 +8,12 @@ are run for the same number of crops after a warm-up:
 - ``fkd N=n``: ``fkd.data`` (one decode per image, n stored crops of it, their
   stored labels), batches of 64 crops; ``no labels`` skips the label read; the
   ``roi_align`` row cuts with ``fkd.crops.cut_crops`` instead of the default
-  uint8 ``resized_crop`` path; ``reduced decode`` decodes each JPEG with
+  uint8 ``resized_crop`` path; ``uint8 crops`` returns them as uint8
+  (``uint8_crops=True``) and the main process turns each batch into float32, as
+  ``fkd train`` does on its device (counted in the main process's CPU time: what a
+  CPU-only run pays); ``uint8 crops, float on device`` leaves the batch uint8, as the
+  loader's CPU is when the conversion runs on a GPU (not counted: there is none here);
+  ``reduced decode`` decodes each JPEG with
   ``fkd.images.decode_for_crops`` (DCT-scaled to 1/2, 1/4 or 1/8 when every
   crop of the visit keeps ``--reduced-margin`` x 224 pixels; ``ReducedDecodeDataset``
   stands in for the loader's wiring).
@@ -22,8 +27,9 @@ The store is made by ``fkd generate`` with a tiny random teacher (1000 classes,
 ``marginal_smoothing`` top-5, uint8 values, M crops per image): what the loader
 reads does not depend on the teacher's quality.  Cases run interleaved, for
 ``--rounds`` rounds; ratios are medians of the per-round ratios.  A second,
-in-process measurement times the label read alone (``LabelStore.read_images``
-minus the boxes-only read) against whole items, per batch of 16 images.
+in-process measurement times the label read alone (the loader's read of the labels
+of the visit's crops, ``LabelStore.read_crops``) against whole items, per batch of
+16 images.
 
 Rates are given per wall second and per CPU second (main process plus workers,
 over the timed window).  On a shared machine wall time follows the other
@@ -256,9 +262,12 @@ class Case:
     name: str
     crops_per_visit: int
     build: Callable[[int], DataLoader[Any]]  # total crops wanted -> loader
+    to_float: bool = True  # uint8 crops become float32 in the main process (counted)
 
 
-def fkd_case(args: argparse.Namespace, store: Path, n: int, name: str, **options: Any) -> Case:
+def fkd_case(
+    args: argparse.Namespace, store: Path, n: int, name: str, to_float: bool = True, **options: Any
+) -> Case:
     def build(crops: int) -> DataLoader[Any]:
         kind = ReducedDecodeDataset if "margin" in options else CropLabelDataset
         dataset = kind(
@@ -272,7 +281,7 @@ def fkd_case(args: argparse.Namespace, store: Path, n: int, name: str, **options
             collate_fn=collate_crops,
         )
 
-    return Case(name, n, build)
+    return Case(name, n, build, to_float)
 
 
 def vanilla_case(args: argparse.Namespace) -> Case:
@@ -300,9 +309,14 @@ def original_case(args: argparse.Namespace, legacy: Path, n: int) -> Case:
     return Case(f"FKD original (torch.load + PIL) N={n}", n, build)
 
 
-def batch_crops(batch: Any) -> int:
+def batch_crops(batch: Any, to_float: bool = True) -> int:
+    """The crops of a batch; uint8 crops are first turned into float32 (``to_float``) as
+    ``fkd train`` does (here on the CPU, in the main process, so the conversion counts)."""
     if isinstance(batch, dict):
-        return int(batch["images"].shape[0])
+        images = batch["images"]
+        if to_float and images.dtype == torch.uint8:
+            images = images.float()
+        return int(images.shape[0])
     images = batch[0]
     return int(images.shape[0] * (images.shape[1] if images.dim() == 5 else 1))
 
@@ -333,7 +347,7 @@ def measure(case: Case, crops: int, warmup_batches: int) -> tuple[float, float]:
     cpu_start = cpu_seconds(pids)
     start = time.perf_counter()
     while seen < crops:
-        seen += batch_crops(next(iterator))
+        seen += batch_crops(next(iterator), case.to_float)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds(pids) - cpu_start
     del iterator
@@ -346,33 +360,36 @@ def measure(case: Case, crops: int, warmup_batches: int) -> tuple[float, float]:
 def label_cost(args: argparse.Namespace, store: Path, passes: int = 5) -> dict[str, float]:
     """CPU milliseconds per image for batches of 16 images at N=4 (the loader's batches).
 
-    ``read_images`` (boxes, flips and labels), the boxes-only read, and the whole
-    batch of items (``dataset.__getitems__``, which does one ``read_images``);
-    medians over ``passes`` passes over every image, in this process with one
-    torch thread.  Process CPU time includes zarr's I/O threads.
+    The loader's label read (``read_crops`` of the visit's 4 scheduled crops), its
+    boxes read (``read_boxes`` of the same crops), and the whole batch of items
+    (``dataset.__getitems__``, which does both); medians over ``passes`` passes over
+    every image, in this process with one torch thread.  Process CPU time includes
+    zarr's I/O threads.
     """
     torch.set_num_threads(1)
     dataset = CropLabelDataset(args.images_dir, store, crops_per_visit=4, input_size=224)
     handle = dataset.store
     batch = BATCH_CROPS // 4
-    times: dict[str, list[float]] = {"read_images": [], "boxes_only": [], "item": []}
+    times: dict[str, list[float]] = {"read_crops": [], "read_boxes": [], "item": []}
     rng = np.random.default_rng(0)
-    for _ in range(passes):
+    for visit in range(passes):
         order = rng.permutation(len(dataset))
         for start in range(0, len(order) - batch + 1, batch):
             positions = order[start : start + batch].tolist()
             images = dataset.indices[positions]
+            chosen = np.stack([dataset.schedule(p, visit) for p in positions])
             begin = time.process_time()
-            handle.read_images(images)
-            times["read_images"].append(time.process_time() - begin)
+            handle.read_crops(images, chosen)
+            times["read_crops"].append(time.process_time() - begin)
             begin = time.process_time()
-            handle.read_boxes(images)
-            times["boxes_only"].append(time.process_time() - begin)
+            handle.read_boxes(images, chosen)
+            times["read_boxes"].append(time.process_time() - begin)
+            dataset.set_epoch(visit)
             begin = time.process_time()
             dataset.__getitems__(positions)
             times["item"].append(time.process_time() - begin)
     ms = {name: 1e3 * statistics.median(values) / batch for name, values in times.items()}
-    ms["label_share"] = (ms["read_images"] - ms["boxes_only"]) / ms["item"]
+    ms["label_share"] = ms["read_crops"] / ms["item"]
     return ms
 
 
@@ -441,6 +458,15 @@ def main() -> None:
             fkd_case(
                 args, store_path, 4, "fkd N=4, roi_align cut", resampling="roi-align-bilinear"
             ),
+            fkd_case(args, store_path, 4, "fkd N=4, uint8 crops", uint8_crops=True),
+            fkd_case(
+                args,
+                store_path,
+                4,
+                "fkd N=4, uint8 crops, float on device",
+                to_float=False,
+                uint8_crops=True,
+            ),
             vanilla_case(args),
             original_case(args, legacy, 4),
             fkd_case(args, store_path, 4, "fkd N=4, reduced decode", margin=args.reduced_margin),
@@ -492,6 +518,8 @@ def main() -> None:
         names = set(data[0])
         pairs = {
             "fkd4_over_vanilla": ("fkd N=4", vanilla),
+            "fkd4_uint8_over_vanilla": ("fkd N=4, uint8 crops", vanilla),
+            "fkd4_uint8_over_fkd4": ("fkd N=4, uint8 crops", "fkd N=4"),
             "fkd4_reduced_over_vanilla": ("fkd N=4, reduced decode", vanilla),
             "fkd4_reduced_over_fkd4": ("fkd N=4, reduced decode", "fkd N=4"),
             "fkd4_over_fkd_original": ("fkd N=4", original),
@@ -522,9 +550,9 @@ def main() -> None:
         for name, (mid, low, high) in named.items():
             print(f"{basis:4s} {name}: {mid:.3f} (rounds {low:.3f}..{high:.3f})")
     print(
-        "in-process CPU per image (batches of 16, N=4): read_images {read_images:.3f} ms, "
-        "boxes only {boxes_only:.3f} ms, whole item {item:.2f} ms -> labels {label_share:.1%} "
-        "of an item".format(**costs)
+        "in-process CPU per image (batches of 16, N=4): read_crops (labels) "
+        "{read_crops:.3f} ms, read_boxes {read_boxes:.3f} ms, whole item {item:.2f} ms -> "
+        "labels {label_share:.1%} of an item".format(**costs)
     )
     if args.out:
         report = {

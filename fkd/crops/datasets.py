@@ -27,12 +27,16 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from fkd.crops.cut import cut
+from fkd.crops.kernels import as_chw_uint8, cut_crops_uint8, fractions_to_pixels
 from fkd.crops.resampling import get_resampling, resampling_for
 from fkd.crops.schedule import crop_schedule
 from fkd.exceptions import UserInputError
 from fkd.images import DEFAULT_MAX_PIXELS, ImageSource, decode_or_reason
 from fkd.storage_formats import CropSpec
 from fkd.storage_formats.crop_sampler import boxes_to_fractions, sample_boxes
+
+# The resampling whose crops are whole grey levels, so uint8 crops are exact.
+UINT8_RESAMPLING = "uint8-bilinear"
 
 
 class CropDataset:
@@ -41,6 +45,13 @@ class CropDataset:
     ``resampling`` is a name of ``fkd.crops.RESAMPLING_REGISTRY``; None picks the CPU
     worker's (``resampling_for("cpu")``).  ``transform``, if given, is applied to each
     crop (``[3, S, S]`` float in 0..255 in, the same shape out).
+
+    ``uint8_crops=True`` returns the crops as uint8 ``[N, 3, S, S]`` instead of float32:
+    a quarter of the bytes through the DataLoader's shared memory, collate and pinning.
+    The consumer turns them into float32 (0..255) after moving them to its device
+    (``fkd train`` does), which is exact: ``"uint8-bilinear"``, the only resampling it
+    accepts, rounds every crop to whole grey levels anyway.  Other resamplings, and a
+    ``transform`` (which expects float crops), are refused with it.
     """
 
     def __init__(
@@ -48,6 +59,8 @@ class CropDataset:
         input_size: int,
         resampling: str | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        uint8_crops: bool = False,
     ) -> None:
         if int(input_size) < 1:
             raise ValueError(f"input_size must be positive, got {input_size}")
@@ -56,6 +69,9 @@ class CropDataset:
             resampling_for("cpu") if resampling is None else get_resampling(resampling)
         )
         self.transform = transform
+        self.uint8_crops = bool(uint8_crops)
+        if self.uint8_crops:
+            check_uint8_crops(self.resampling.name, transform)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -70,11 +86,31 @@ class CropDataset:
     def cut(
         self, pixels: NDArray[np.uint8], fractions: NDArray[np.float64], flips: NDArray[np.bool_]
     ) -> torch.Tensor:
-        """The crops ``[N, 3, S, S]`` (float32, 0..255) of fraction boxes of ``pixels``."""
+        """The crops ``[N, 3, S, S]`` (float32, or uint8 with ``uint8_crops``; 0..255)
+        of fraction boxes of ``pixels``."""
+        if self.uint8_crops:
+            image = as_chw_uint8(pixels)
+            boxes = fractions_to_pixels(fractions, *image.shape[-2:])
+            return cut_crops_uint8(image, boxes, flips, self.input_size, dtype=torch.uint8)
         crops = cut(pixels, fractions, flips, self.input_size, self.resampling)
         if self.transform is not None:
             crops = torch.stack([self.transform(crop) for crop in crops])
         return crops
+
+
+def check_uint8_crops(resampling: str, transform: object) -> None:
+    """Refuse uint8 crops that would not be exact, or that a transform would get."""
+    if resampling != UINT8_RESAMPLING:
+        raise ValueError(
+            f"uint8_crops=True needs resampling {UINT8_RESAMPLING!r} (whole grey levels); "
+            f"{resampling!r} gives fractional values that uint8 would round: "
+            "leave uint8_crops off with it"
+        )
+    if transform is not None:
+        raise ValueError(
+            "uint8_crops=True cannot take a transform (it expects float crops in 0..255): "
+            "apply it to the batch after converting it to float, or leave uint8_crops off"
+        )
 
 
 class SampledCropDataset(CropDataset, Dataset[dict[str, Any]]):
@@ -86,7 +122,7 @@ class SampledCropDataset(CropDataset, Dataset[dict[str, Any]]):
     from the same folder and the same ``seed``, these are exactly the FKD student's
     crops (``fkd.data.CropLabelDataset``).  With M = N x visits every crop is fresh.
     Items have ``CropLabelDataset``'s layout (``labels`` empty) and collate with
-    ``fkd.data.collate_crops``.
+    ``fkd.data.collate_crops``; ``uint8_crops`` as in ``CropDataset``.
     """
 
     def __init__(
@@ -98,8 +134,10 @@ class SampledCropDataset(CropDataset, Dataset[dict[str, Any]]):
         seed: int,
         resampling: str | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        uint8_crops: bool = False,
     ) -> None:
-        super().__init__(input_size, resampling, transform)
+        super().__init__(input_size, resampling, transform, uint8_crops=uint8_crops)
         if crops.boxes_stored:
             raise ValueError("a SampledCropDataset derives its boxes: give a sampler CropSpec")
         crop_schedule(0, 0, 0, crops.crops_per_image, crops_per_visit)  # refuses N > M

@@ -101,6 +101,7 @@ def cut_crops_uint8(
     boxes: NDArray[np.float64],
     flips: NDArray[np.bool_],
     size: int,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Crops of an ``HxWx3`` uint8 image as float32 ``[N, 3, size, size]`` in 0..255.
 
@@ -109,7 +110,9 @@ def cut_crops_uint8(
     in channels-last layout, torch's vectorised uint8 resize: much cheaper on CPU than
     ``cut_crops`` and within one grey level of the float reference (the result is
     rounded to uint8 before it becomes float).  ``pixels`` may also be a ``3xHxW``
-    uint8 tensor (on any device; it is cut on the CPU).
+    uint8 tensor (on any device; it is cut on the CPU).  ``dtype=torch.uint8`` returns
+    the whole grey levels themselves, a quarter of the bytes; their float32 is exactly
+    the float32 result.
     """
     image = as_chw_uint8(pixels).cpu()
     height, width = image.shape[-2:]
@@ -118,7 +121,7 @@ def cut_crops_uint8(
     left = np.clip(whole[:, 1], 0, width - 1)
     box_height = np.clip(whole[:, 2], 1, height - top)
     box_width = np.clip(whole[:, 3], 1, width - left)
-    out = torch.empty((len(whole), 3, size, size), dtype=torch.float32)
+    out = torch.empty((len(whole), 3, size, size), dtype=dtype)
     for k in range(len(whole)):
         crop = F.resized_crop(
             image,

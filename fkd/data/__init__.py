@@ -10,7 +10,7 @@ Where things are:
 - ``dataset.py``: ``CropLabelDataset``; ``dataset[i]`` decodes image ``i`` once,
   cuts its scheduled crops (``fkd.crops.datasets.CropDataset.cut``, the cutter every
   student shares) and returns them with their stored labels.  A DataLoader batch
-  is read from the store in one ``read_images`` call (``__getitems__``).
+  is read from the store in one ``read_crops`` call (``__getitems__``).
 - ``store_checks.py``: what opening refuses (store and folder disagree, uncommitted
   blocks, failed images, N > M): ``StoreMismatchError``.
 - ``sampler.py``: ``CropScheduleSampler``, ``DistributedSampler`` semantics
@@ -28,8 +28,11 @@ Where things are:
 
 Pixel values are float32 in [0, 255], **not normalised**: normalising (e.g.
 ``fkd.crops.normalise(x, mean, std)``) is the model's or the training loop's
-job, on the device.  Labels come as the store keeps them (compact top-K
-indices and quantised values).  **Dense labels are rebuilt on the training
+job, on the device.  ``uint8_crops=True`` hands them over as uint8 instead (the
+same whole grey levels of the default ``"uint8-bilinear"`` cut, a quarter of the
+bytes): ``batch["images"].to(device).float()`` gives exactly the float32 crops;
+``fkd train`` does this on an accelerator.  Labels come as the store keeps them
+(compact top-K indices and quantised values).  **Dense labels are rebuilt on the training
 device** by ``fkd.label_codecs_torch.decode_torch(batch["labels"], dataset.codec, device)``;
 ``fkd train`` does it in ``fkd.train.targets``.
 

@@ -20,8 +20,9 @@ def labels_to_torch(values: NDArray[Any]) -> torch.Tensor:
 def collate_crops(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """B items of N crops each to one batch of B*N crops (crop-major within an image).
 
-    ``images [B*N, 3, S, S]``, ``labels {field: tensor [B*N, ...]}``, ``targets``,
-    ``image_index`` and ``crops`` (all int64 ``[B*N]``).  Items made with
+    ``images [B*N, 3, S, S]`` (float32, or uint8 from ``uint8_crops`` datasets),
+    ``labels {field: tensor [B*N, ...]}``, ``targets``, ``image_index`` and ``crops``
+    (all int64 ``[B*N]``).  Items made with
     ``device_decode=True`` keep ``encoded`` / ``pixels`` as lists (one per image)
     and give ``boxes [B, N, 4]`` and ``flips [B, N]``, for ``decode_on_device``.
     """

@@ -57,6 +57,11 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
     (``[3, S, S]`` float in 0..255 in, the same shape out): augmentation after
     the crop, such as colour jitter.  ``with_labels=False`` skips the label
     read (``"labels"`` is then ``{}``; boxes still come from the store).
+    ``uint8_crops=True`` gives ``"images"`` as uint8 instead (the same whole
+    grey levels, a quarter of the bytes to move to the main process; convert
+    with ``.float()`` after ``.to(device)``, as ``fkd train`` does): only with
+    ``"uint8-bilinear"``, without ``transform`` and without ``device_decode``
+    (``fkd.crops.datasets.CropDataset``).
 
     Cutting: boxes are fractions, turned into pixels of the image actually
     decoded, and cut by ``fkd.crops.cut`` with ``resampling`` (a name of
@@ -96,8 +101,14 @@ class CropLabelDataset(CropDataset, Dataset[dict[str, Any]]):
         resampling: str | None = None,
         store_cache: str | Path | None = None,
         source: ImageSource | None = None,
+        uint8_crops: bool = False,
     ) -> None:
-        super().__init__(input_size, resampling, transform)
+        if device_decode and uint8_crops:
+            raise ValueError(
+                "uint8_crops=True applies to crops cut in the worker; with device_decode=True "
+                "decode_on_device cuts them on the device (as float32)"
+            )
+        super().__init__(input_size, resampling, transform, uint8_crops=uint8_crops)
         # A remote store (URL) with ``store_cache`` keeps its chunks in that local folder.
         self.store_cache = None if store_cache is None else str(store_cache)
         handle = (

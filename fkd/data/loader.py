@@ -1,9 +1,9 @@
 """The assembly: ``make_loader``, ``crop_loader`` (a DataLoader of any crop dataset), ``set_epoch``.
 
 The loader yields batches of ``batch_images x crops_per_visit`` crops as stored: pixels
-in 0..255 (not normalised) and labels in the store's compact form.  Dense labels are
-rebuilt on the training device by ``fkd.label_codecs_torch.decode_torch`` (the training
-step calls it: ``fkd.train.targets``).
+in 0..255 (not normalised; float32, or uint8 with ``uint8_crops``) and labels in the
+store's compact form.  Dense labels are rebuilt on the training device by
+``fkd.label_codecs_torch.decode_torch`` (the training step calls it: ``fkd.train.targets``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def make_loader(
     prefetch_factor: int | None = None,
     store_cache: str | Path | None = None,
     source: ImageSource | None = None,
+    uint8_crops: bool = False,
 ) -> LoaderParts:
     """A DataLoader of ``batch_images * crops_per_visit`` crops per batch, its dataset and sampler.
 
@@ -55,7 +56,10 @@ def make_loader(
     order and the dataset's visit.  Workers are persistent (when ``workers > 0``);
     the visit reaches them inside each index (``ScheduledIndex``), so nothing
     has to be shared with them.  ``drop_last`` applies both to the distributed
-    split and to the last, incomplete batch.
+    split and to the last, incomplete batch.  ``uint8_crops=True`` yields
+    ``batch["images"]`` as uint8 (``CropLabelDataset``): a quarter of the bytes
+    through shared memory, collate and pinning; ``.to(device).float()`` gives
+    exactly the float32 crops.
     """
     dataset = CropLabelDataset(
         root,
@@ -71,6 +75,7 @@ def make_loader(
         resampling=resampling,
         store_cache=store_cache,
         source=source,
+        uint8_crops=uint8_crops,
     )
     loader, sampler = crop_loader(
         dataset,

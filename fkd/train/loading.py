@@ -8,6 +8,12 @@ Three students, one crop path:
   (``TrainConfig.sampled_crops``) through the same ``crop_schedule``, for hard labels
   or an online teacher.
 
+On an accelerator, crops travel as uint8 (``uint8_crops``: the same whole grey levels,
+a quarter of the bytes through shared memory, pinning and the copy to the device) and
+``fkd.train.step`` turns them into float32 on the device, exactly; on a CPU device the
+workers make the float32 (the conversion would only move into the training process:
+``docs/benchmarks.md``, "Student loader").
+
 With a teacher, the student's outputs are the teacher's classes: each class folder is
 matched to one of them by name or ImageNet wnid when the targets are used.
 """
@@ -119,6 +125,7 @@ def load_data(
             check_sizes=config.check_sizes,
             with_labels=not config.online_teacher,
             pin_memory=dist_info.device.type == "cuda",
+            uint8_crops=uint8_crops(dist_info),
         )
         codec = dataset.codec
         num_classes = teacher_classes or codec.num_classes
@@ -153,7 +160,12 @@ def _sampled_loader(
 ) -> tuple[DataLoader[Any], SampledCropDataset, CropScheduleSampler]:
     """Crops sampled on the fly from the folder, on the FKD loader's crop schedule."""
     folder = SampledCropDataset(
-        source, config.sampled_crops(), config.crops_per_visit, input_size, config.seed
+        source,
+        config.sampled_crops(),
+        config.crops_per_visit,
+        input_size,
+        config.seed,
+        uint8_crops=uint8_crops(dist_info),
     )
     loader, sampler = crop_loader(
         folder,
@@ -165,6 +177,12 @@ def _sampled_loader(
         pin_memory=dist_info.device.type == "cuda",
     )
     return loader, folder, sampler
+
+
+def uint8_crops(dist_info: Distributed) -> bool:
+    """Whether the loader hands over uint8 crops: off the CPU, where the float conversion
+    is the device's (exact either way; training is bit-identical)."""
+    return dist_info.device.type != "cpu"
 
 
 def _hard_label_classes(

@@ -66,7 +66,7 @@ def train_step(
     """One optimiser step; returns (loss, crops, whether soft labels were used)."""
     config, device = ctx.config, ctx.dist.device
     images, targets, keep = _visit_crops(batch, crops_used, config.crops_per_visit)
-    images = images.to(device, non_blocking=True)
+    images = images.to(device, non_blocking=True).float()  # uint8 crops: exact, on the device
     targets = targets.to(device, non_blocking=True)
     use_soft = ctx.uses_soft_labels
     soft = ctx.soft_targets(batch, images, keep) if use_soft else None
