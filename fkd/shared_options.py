@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fkd.options import format_pair, option, parse_pair
+from fkd.options import argument, format_pair, option, parse_pair
+
+
+def store() -> Any:
+    """``STORE``: a label store's path, zip or fsspec URL (the store commands' argument)."""
+    return argument("STORE", store=True)
 
 
 def teachers() -> Any:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
+from fkd import shared_options as shared
 from fkd.cli.options import command
-from fkd.options import argument, option
+from fkd.options import option
 
 
 @dataclass(frozen=True)
 class InspectOptions:
-    store: str = argument("STORE", store=True)
+    store: str = shared.store()
     as_json: bool = option("--json", default=False, help="Print the summary as JSON.")
     sample_images: int = option(
         "--sample-images", default=256, low=0, help="Images whose labels feed the label statistics."

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from fkd import shared_options as shared
 from fkd.cli.options import command
-from fkd.options import argument, option
+from fkd.options import option
 
 
 @dataclass(frozen=True)
 class PublishOptions:
-    store: str = argument("STORE", store=True)
+    store: str = shared.store()
     out: Path = option("--out", help="A new folder for the published store (it must not exist).")
     make_zip: bool = option(
         "--zip",

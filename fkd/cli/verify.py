@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fkd import shared_options as shared
 from fkd.cli.options import command
-from fkd.options import argument, option
+from fkd.options import option
 
 if TYPE_CHECKING:
     from fkd.storage_formats.verify import Problem
@@ -20,7 +21,7 @@ ARRAY_NAMED = re.compile(r"array '([^']+)'")  # the array a Problem.what names, 
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    store: str = argument("STORE", store=True)
+    store: str = shared.store()
     data: Path | None = option(
         "--data",
         default=None,
