@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from real_photos import save_photos
 from skimage import data as skdata
 
 from fkd import crops as crop_ops
@@ -44,11 +44,7 @@ PHOTOS = [
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("photos")
-    for folder, name, load in PHOTOS:
-        (root / folder).mkdir(exist_ok=True)
-        Image.fromarray(load()).save(root / folder / name, quality=95)
-    return root
+    return save_photos(tmp_path_factory.mktemp("photos"), PHOTOS)
 
 
 @pytest.fixture(scope="module")

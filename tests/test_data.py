@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import real_photos
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
 from skimage import data as skdata
 from torch.utils.data import DistributedSampler
 
@@ -66,14 +66,7 @@ PHOTOS = [
 
 
 def save_photos(root: Path, scale: int = 1) -> Path:
-    for folder, name, load in PHOTOS:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        image = Image.fromarray(load())
-        if scale != 1:
-            size = (image.width // scale, image.height // scale)
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        image.save(root / folder / name, quality=95)
-    return root
+    return real_photos.save_photos(root, PHOTOS, scale)
 
 
 def make_store(data: Path, out: Path) -> Path:

@@ -36,6 +36,7 @@ from generate_helpers import (
     succeeded,
 )
 from PIL import Image
+from real_photos import save_photos
 from skimage import data
 from store_factory import read_all
 
@@ -189,11 +190,7 @@ def tiny_reference(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path, sm
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("photos")
-    for folder, name, load in PHOTOS:
-        (root / folder).mkdir(exist_ok=True)
-        Image.fromarray(load()).save(root / folder / name, quality=95)
-    return root
+    return save_photos(tmp_path_factory.mktemp("photos"), PHOTOS)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from real_photos import save_photos
 from skimage import data as skdata
 
 import fkd.train.loading as loading
@@ -59,11 +60,7 @@ PHOTOS = [
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("photos")
-    for folder, name, load in PHOTOS:
-        (root / folder).mkdir(exist_ok=True)
-        image = Image.fromarray(load())
-        image.resize((image.width // 3, image.height // 3)).save(root / folder / name)
-    return root
+    return save_photos(root, PHOTOS, scale=3, quality=75, resample=Image.Resampling.BICUBIC)
 
 
 @pytest.fixture(scope="module")
