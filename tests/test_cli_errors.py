@@ -138,8 +138,8 @@ def subprocess_env(teacher_path: Path) -> dict[str, str]:
 def test_user_errors_share_one_base_and_library_callers_still_catch_value_error() -> None:
     from fkd.checkpoints import CheckpointError
     from fkd.classes import ClassMismatchError
+    from fkd.cli.error_messages import user_message
     from fkd.data import StoreMismatchError
-    from fkd.errors import user_message
     from fkd.evaluation import EvaluationError
     from fkd.exceptions import FkdError, OptionError, UserInputError
     from fkd.fashion_mnist import DatasetError
@@ -268,7 +268,7 @@ def test_a_read_only_out_is_blamed_on_its_folder_and_only_generate_says_it_resum
 
 
 def test_the_resume_hint_of_a_refused_write_is_for_generate_only() -> None:
-    from fkd.errors import user_message
+    from fkd.cli.error_messages import user_message
 
     refused = OSError(errno.ENOSPC, "No space left on device", "out/checkpoint.pt")
     for command in ("train", "publish", "convert", None):

@@ -40,7 +40,7 @@ def library_errors(func: F) -> F:
         except click.ClickException:
             raise
         except Exception as exc:
-            from fkd.errors import user_message
+            from fkd.cli.error_messages import user_message
 
             context = click.get_current_context(silent=True)
             message = user_message(exc, context.info_name if context else None)
@@ -92,7 +92,7 @@ def store_location(context: click.Context, param: click.Parameter, value: str | 
     """
     if value is None:
         return value
-    from fkd.errors import MissingPackageError, UserInputError, require_url_support
+    from fkd.cli.error_messages import MissingPackageError, UserInputError, require_url_support
 
     try:
         require_url_support(value)
