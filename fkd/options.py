@@ -111,6 +111,12 @@ def option(
     )
 
 
+def probability(flag: str, default: float, help: str, **spec: Any) -> Any:
+    """An option whose value is a probability or weight in [0, 1] (``spec``: e.g.
+    ``high_open=True``)."""
+    return option(flag, default=default, low=0, high=1, help=help, **spec)
+
+
 def argument(name: str, **spec: Any) -> Any:
     """A dataclass field that is a positional argument (``name`` as shown, e.g. ``DATA``)."""
     return dataclasses.field(metadata={OPTION_KEY: OptionSpec(name, argument=True, **spec)})

@@ -24,6 +24,7 @@ from fkd.options import (
     option,
     option_check,
     parse_two,
+    probability,
 )
 
 if TYPE_CHECKING:
@@ -127,12 +128,10 @@ class GenerateConfig:
     ratio: tuple[float, float] = shared.crop_ratio(
         "RandomResizedCrop aspect-ratio range (width/height)."
     )
-    flip_prob: float = option(
+    flip_prob: float = probability(
         "--flip-prob",
-        default=0.5,
-        low=0,
-        high=1,
-        help="Probability that a crop is mirrored left to right.",
+        0.5,
+        "Probability that a crop is mirrored left to right.",
     )
     seed: int = option(
         "--seed",
@@ -217,12 +216,10 @@ class GenerateConfig:
         default=False,
         help="Record a sha256 of every image file in the manifest (slower scan).",
     )
-    max_failures: float = option(
+    max_failures: float = probability(
         "--max-failures",
-        default=0.01,
-        low=0,
-        high=1,
-        help="Fraction of images allowed to fail decoding before the exit status is 1.",
+        0.01,
+        "Fraction of images allowed to fail decoding before the exit status is 1.",
     )
     max_pixels: int = field(default_factory=_default_max_pixels)
     reference: str | None = option(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fkd import shared_options as shared
-from fkd.options import argument, option
+from fkd.options import argument, option, probability
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -125,7 +125,7 @@ class TrainOptions:
         low_open=True,
         help="Peak learning rate [default: 0.1 for SGD, 1e-3 for AdamW].",
     )
-    momentum: float = option("--momentum", default=0.9, low=0, high=1, help="SGD momentum.")
+    momentum: float = probability("--momentum", 0.9, "SGD momentum.")
     nesterov: bool = option("--nesterov", default=False, help="Nesterov momentum for SGD.")
     weight_decay: float | None = option(
         "--weight-decay",
@@ -165,20 +165,16 @@ class TrainOptions:
         "differs from the store's); kl and dist also divide the student's logits "
         "by T [default: the store's temperature, 1 for an online teacher].",
     )
-    alpha: float = option(
+    alpha: float = probability(
         "--alpha",
-        default=0.0,
-        low=0,
-        high=1,
-        help="Weight of a hard-label cross-entropy term mixed into the soft loss.",
+        0.0,
+        "Weight of a hard-label cross-entropy term mixed into the soft loss.",
     )
-    label_smoothing: float = option(
+    label_smoothing: float = probability(
         "--label-smoothing",
-        default=0.0,
-        low=0,
-        high=1,
+        0.0,
+        "Label smoothing of hard labels.",
         high_open=True,
-        help="Label smoothing of hard labels.",
     )
     dist_beta: float = option(
         "--dist-beta", default=1.0, low=0, help="DIST inter-class weight (--loss dist)."
@@ -198,15 +194,11 @@ class TrainOptions:
     cutmix: float = option(
         "--cutmix", default=0.0, low=0, help="CutMix Beta(a, a) concentration (0: off)."
     )
-    mix_prob: float = option(
-        "--mix-prob", default=1.0, low=0, high=1, help="Chance that a batch is mixed."
-    )
-    mix_switch_prob: float = option(
+    mix_prob: float = probability("--mix-prob", 1.0, "Chance that a batch is mixed.")
+    mix_switch_prob: float = probability(
         "--mix-switch-prob",
-        default=0.5,
-        low=0,
-        high=1,
-        help="Chance of CutMix rather than Mixup when both are on.",
+        0.5,
+        "Chance of CutMix rather than Mixup when both are on.",
     )
     online_teacher: tuple[str, ...] = option(
         "--online-teacher",
