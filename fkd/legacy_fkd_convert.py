@@ -38,6 +38,7 @@ from fkd.storage_formats.legacy_import import (
     unmatched_plan,
     write_legacy_store,
 )
+from fkd.weights import WeightsFileError, load_weights_only
 
 
 def numpy_safe_globals() -> list[Any]:
@@ -71,13 +72,9 @@ def numpy_safe_globals() -> list[Any]:
 def load_legacy_file(path: Path) -> LegacyLabels:
     """Read one FKD file safely; refuse anything that is not three arrays of the right shapes."""
     try:
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0][:200]
-        raise LegacyFormatError(
-            f"{path}: not a safe FKD label file ({type(exc).__name__}: {reason})"
-        ) from None
+        content = load_weights_only(path, allowed=numpy_safe_globals())
+    except WeightsFileError as exc:
+        raise LegacyFormatError(f"{path}: not a safe FKD label file ({exc.reason})") from None
     if isinstance(content, (list, tuple)) and len(content) == 3:
         content = [as_numpy(part) for part in content]
     return legacy_labels(content, path)

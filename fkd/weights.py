@@ -13,7 +13,7 @@ finds the ``name -> tensor`` mapping inside.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +42,17 @@ class WeightsFileError(UserInputError):
         self.reason = reason
 
 
-def load_weights_only(path: str | os.PathLike[str]) -> Any:
+def load_weights_only(path: str | os.PathLike[str], allowed: Sequence[Any] = ()) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain containers.
 
-    Any failure (a pickled object, a corrupt or unreadable file) is a
+    ``allowed`` adds reconstruction functions to the allowlist for this one load (the
+    legacy FKD files need numpy's), leaving torch's global allowlist as it was.  Any
+    failure (a pickled object, a corrupt or unreadable file) is a
     :class:`WeightsFileError` naming the file.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = short_reason(exc)
         raise WeightsFileError(
