@@ -25,8 +25,9 @@ first use, so ``fkd generate`` checks its options (``config.py``) before heavy i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fkd.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:  # the same names, for type checkers
     from fkd.generate.config import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE, GenerateConfig
@@ -126,15 +127,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The public names, imported from their module on first use (no torch at import)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'fkd.generate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
